@@ -104,9 +104,13 @@ LEP_EXPORT int lep_type_of_code(uint8_t code);
 /* ------------------------------------------------------------------ */
 /* Atoms: one value, decoded shallowly.                                */
 
+/* lep_atom_t.flags */
+#define LEP_ATOM_ARRAY_ELEM 0x01 /* element of an array: raw has no constructor */
+
 typedef struct lep_atom {
     lep_type_t type;
     uint8_t code;          /* format code on the wire (for arrays: the element code) */
+    uint8_t flags;         /* LEP_ATOM_* */
     uint32_t count;        /* list/map/array: number of elements (map: keys + values) */
     union {
         bool b;
@@ -207,9 +211,10 @@ LEP_EXPORT bool lep_read_null(lep_reader_t *r);
 typedef struct lep_enc_frame {
     size_t start;       /* offset of the compound's constructor */
     uint32_t count;     /* elements written so far */
+    uint32_t elems;     /* offset of the first element */
     uint8_t kind;       /* LEP_FC_LIST32, LEP_FC_MAP32, LEP_FC_ARRAY32 */
-    uint8_t elem_code;  /* arrays: element code (wide form) */
-    bool ctor_pending;  /* arrays: element constructor not yet written */
+    uint8_t elem_type;  /* arrays: lep_type_t of the elements */
+    bool in_array;      /* this compound is itself an array element */
 } lep_enc_frame_t;
 
 /* Writes values into a lep_buf_t it borrows.  Errors are sticky: after the
@@ -219,6 +224,7 @@ typedef struct lep_encoder {
     lep_buf_t *out;
     int err;
     uint8_t depth;
+    uint8_t described;  /* descriptors written whose value is still to come */
     lep_enc_frame_t stack[LEP_CODEC_MAX_DEPTH];
 } lep_encoder_t;
 
@@ -273,6 +279,9 @@ LEP_EXPORT void lep_encode_array_begin(lep_encoder_t *e, lep_type_t elem_type);
 LEP_EXPORT void lep_encode_array_begin_described(lep_encoder_t *e, uint64_t code,
                                                  lep_type_t elem_type);
 LEP_EXPORT void lep_encode_array_end(lep_encoder_t *e);
+/* Same, with the descriptor given as its encoding (e.g. a symbol). */
+LEP_EXPORT void lep_encode_array_begin_described_raw(lep_encoder_t *e, lep_bytes_t descriptor,
+                                                     lep_type_t elem_type);
 /* Copies an already-encoded value (e.g. atom.raw) verbatim.  Not allowed
  * inside an array. */
 LEP_EXPORT void lep_encode_raw(lep_encoder_t *e, const void *p, size_t n);
@@ -317,8 +326,11 @@ LEP_EXPORT lep_value_t *lep_value_new_uint64(lep_type_t t, uint64_t v);  /* ubyt
 LEP_EXPORT lep_value_t *lep_value_new_int64(lep_type_t t, int64_t v);    /* byte..long, timestamp */
 LEP_EXPORT lep_value_t *lep_value_new_double(lep_type_t t, double v);    /* float, double */
 LEP_EXPORT lep_value_t *lep_value_new_bytes(lep_type_t t, const void *p, size_t n); /* binary, string, symbol, uuid, decimal */
+/* An empty array whose elements will be of elem_type. */
+LEP_EXPORT lep_value_t *lep_value_new_array(lep_type_t elem_type);
 /* Appends a child to a list/map/array/described node; takes ownership of
- * child on success only. */
+ * child on success only (the node is moved into the parent's children and
+ * the child pointer itself is freed). */
 LEP_EXPORT int lep_value_append(lep_value_t *parent, lep_value_t *child);
 
 /* Printing. */
