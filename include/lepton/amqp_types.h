@@ -687,6 +687,9 @@ LEP_EXPORT int lep_received_encode(lep_encoder_t *e, const lep_received_t *in);
 /* ------------------------------------------------------------------ */
 /* accepted (amqp:accepted:list, 0x24); provides delivery-state, outcome */
 
+#define LEP_ACCEPTED_MANDATORY UINT32_C(0)
+#define LEP_ACCEPTED_ALL       UINT32_C(0x0)
+
 typedef struct lep_accepted {
     uint32_t present; /* LEP_ACCEPTED_HAS_* bits */
 } lep_accepted_t;
@@ -725,6 +728,9 @@ LEP_EXPORT int lep_rejected_encode(lep_encoder_t *e, const lep_rejected_t *in);
 
 /* ------------------------------------------------------------------ */
 /* released (amqp:released:list, 0x26); provides delivery-state, outcome */
+
+#define LEP_RELEASED_MANDATORY UINT32_C(0)
+#define LEP_RELEASED_ALL       UINT32_C(0x0)
 
 typedef struct lep_released {
     uint32_t present; /* LEP_RELEASED_HAS_* bits */
@@ -849,6 +855,9 @@ LEP_EXPORT int lep_target_encode(lep_encoder_t *e, const lep_target_t *in);
 /* ------------------------------------------------------------------ */
 /* delete-on-close (amqp:delete-on-close:list, 0x2b); provides lifetime-policy */
 
+#define LEP_DELETE_ON_CLOSE_MANDATORY UINT32_C(0)
+#define LEP_DELETE_ON_CLOSE_ALL       UINT32_C(0x0)
+
 typedef struct lep_delete_on_close {
     uint32_t present; /* LEP_DELETE_ON_CLOSE_HAS_* bits */
 } lep_delete_on_close_t;
@@ -865,6 +874,9 @@ LEP_EXPORT int lep_delete_on_close_encode(lep_encoder_t *e, const lep_delete_on_
 
 /* ------------------------------------------------------------------ */
 /* delete-on-no-links (amqp:delete-on-no-links:list, 0x2c); provides lifetime-policy */
+
+#define LEP_DELETE_ON_NO_LINKS_MANDATORY UINT32_C(0)
+#define LEP_DELETE_ON_NO_LINKS_ALL       UINT32_C(0x0)
 
 typedef struct lep_delete_on_no_links {
     uint32_t present; /* LEP_DELETE_ON_NO_LINKS_HAS_* bits */
@@ -883,6 +895,9 @@ LEP_EXPORT int lep_delete_on_no_links_encode(lep_encoder_t *e, const lep_delete_
 /* ------------------------------------------------------------------ */
 /* delete-on-no-messages (amqp:delete-on-no-messages:list, 0x2d); provides lifetime-policy */
 
+#define LEP_DELETE_ON_NO_MESSAGES_MANDATORY UINT32_C(0)
+#define LEP_DELETE_ON_NO_MESSAGES_ALL       UINT32_C(0x0)
+
 typedef struct lep_delete_on_no_messages {
     uint32_t present; /* LEP_DELETE_ON_NO_MESSAGES_HAS_* bits */
 } lep_delete_on_no_messages_t;
@@ -899,6 +914,9 @@ LEP_EXPORT int lep_delete_on_no_messages_encode(lep_encoder_t *e, const lep_dele
 
 /* ------------------------------------------------------------------ */
 /* delete-on-no-links-or-messages (amqp:delete-on-no-links-or-messages:list, 0x2e); provides lifetime-policy */
+
+#define LEP_DELETE_ON_NO_LINKS_OR_MESSAGES_MANDATORY UINT32_C(0)
+#define LEP_DELETE_ON_NO_LINKS_OR_MESSAGES_ALL       UINT32_C(0x0)
 
 typedef struct lep_delete_on_no_links_or_messages {
     uint32_t present; /* LEP_DELETE_ON_NO_LINKS_OR_MESSAGES_HAS_* bits */

@@ -492,24 +492,22 @@ def gen_header_type(o, types, t):
     o("/* %s (%s, 0x%02x)%s */" % (t.name, t.descriptor, t.code,
                                    "; provides " + ", ".join(t.provides) if t.provides else ""))
     o()
-    if t.fields:
-        w = max(len(has_bit(t, f)) for f in t.fields)
-        w = max(w, len("LEP_%s_MANDATORY" % t.M))
-        for f in t.fields:
-            o("#define %-*s (UINT32_C(1) << %d)" % (w, has_bit(t, f), f.index))
-        mand = [has_bit(t, f) for f in t.fields if f.mandatory]
-        name = "LEP_%s_MANDATORY" % t.M
-        if not mand:
-            o("#define %-*s UINT32_C(0)" % (w, name))
-        elif len(mand) == 1:
-            o("#define %-*s (%s)" % (w, name, mand[0]))
-        else:
-            o("#define %s \\" % name)
-            for i, m in enumerate(mand):
-                sep = " | \\" if i < len(mand) - 1 else ")"
-                o("    %s%s%s" % ("(" if i == 0 else " ", m, sep))
-        o("#define %-*s UINT32_C(0x%x)" % (w, "LEP_%s_ALL" % t.M, (1 << len(t.fields)) - 1))
-        o()
+    w = max([len(has_bit(t, f)) for f in t.fields] + [len("LEP_%s_MANDATORY" % t.M)])
+    for f in t.fields:
+        o("#define %-*s (UINT32_C(1) << %d)" % (w, has_bit(t, f), f.index))
+    mand = [has_bit(t, f) for f in t.fields if f.mandatory]
+    name = "LEP_%s_MANDATORY" % t.M
+    if not mand:
+        o("#define %-*s UINT32_C(0)" % (w, name))
+    elif len(mand) == 1:
+        o("#define %-*s (%s)" % (w, name, mand[0]))
+    else:
+        o("#define %s \\" % name)
+        for i, m in enumerate(mand):
+            sep = " | \\" if i < len(mand) - 1 else ")"
+            o("    %s%s%s" % ("(" if i == 0 else " ", m, sep))
+    o("#define %-*s UINT32_C(0x%x)" % (w, "LEP_%s_ALL" % t.M, (1 << len(t.fields)) - 1))
+    o()
     o("typedef struct lep_%s {" % t.c)
     decls = [("uint32_t present;", "LEP_%s_HAS_* bits" % t.M)]
     for f in t.fields:
