@@ -162,6 +162,8 @@ print_next(dump_t *d, lep_reader_t *r, const view_t *v, int indent, const char *
     const uint8_t *where = r->p;
     int rc = check_value(&probe, &where);
 
+    if (rc != 0 && where == r->p)
+        return fail(d, view_offset(v, where), rc, "in %s", what);
     if (rc != 0)
         return fail(d, view_offset(v, where), rc, "in %s at offset %zu", what,
                     view_offset(v, r->p));
@@ -592,7 +594,7 @@ main(int argc, char **argv)
             char shortopt[3] = {'-', (char)optopt, '\0'};
             if (optopt && strncmp(bad, "--", 2) != 0)
                 bad = shortopt;
-            usage_error("unknown option '%s'", bad);
+            usage_error("bad option '%s'", bad);
             return EXIT_USAGE;
         }
         }
