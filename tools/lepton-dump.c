@@ -516,7 +516,7 @@ static const char usage_text[] =
     "stopped, and why), 2 for a command-line error.\n"
     "\n"
     "Examples:\n"
-    "  " PROG " examples/data/send-one-message.amqp\n"
+    "  " PROG " --frames examples/data/send-one-message.amqp\n"
     "  printf '\\xa1\\x05hello\\x43' | " PROG "\n"
     "\n"
     "See lepton-dump(1).\n";
