@@ -14,7 +14,7 @@ lep_strerror(int err)
     case LEP_ERR_NOMEM:      return "out of memory";
     case LEP_ERR_DECODE:     return "malformed encoding";
     case LEP_ERR_TYPE:       return "unexpected type";
-    case LEP_ERR_INCOMPLETE: return "input ends inside a value";
+    case LEP_ERR_INCOMPLETE: return "input ends inside a value or frame";
     case LEP_ERR_OVERFLOW:   return "output buffer too small";
     case LEP_ERR_LIMIT:      return "limit exceeded";
     case LEP_ERR_FRAME_SIZE: return "frame larger than max-frame-size";
