@@ -39,222 +39,438 @@ section_code(uint64_t code, lep_bytes_t name)
         for (size_t i = 0; i < sizeof section_names / sizeof section_names[0]; i++)
             if (lep_bytes_eq_str(name, section_names[i].name))
                 return section_names[i].code;
-        return -1;
+        return LEP_ERR_DECODE;
     }
     if (code >= LEP_DESC_HEADER && code <= LEP_DESC_FOOTER)
         return (int)code;
-    return -1;
+    return LEP_ERR_DECODE; /* not a message section */
+}
+
+/* ---- fast paths ----
+ *
+ * The fields of the header and properties lists, and the entries of the
+ * maps, are read here straight from the bytes for the encodings peers
+ * actually use (null, the fixed-width scalars, str8/sym8/vbin8 and their
+ * 32-bit forms).  Anything else -- compounds, descriptors, decimals, or
+ * malformed input -- goes through lep_reader_t, which has the last word on
+ * what is well-formed. */
+
+/* Fields of a list (or entries of a map) being read: the list's bytes and
+ * how many values it claims. */
+typedef struct fields {
+    const uint8_t *p;
+    const uint8_t *end;
+    uint32_t left;
+} fields_t;
+
+/* Reads one value through the generic reader (the slow path). */
+static int
+slow_next(fields_t *f, lep_atom_t *a)
+{
+    lep_reader_t r;
+    lep_reader_init(&r, f->p, (size_t)(f->end - f->p));
+    r.remaining = f->left; /* bounded: running short is malformed */
+    r.depth = 2;
+    int rc = lep_reader_next(&r, a);
+    if (rc)
+        return rc;
+    if ((rc = lepi_msg_check_children(&r, a, 2)) != 0)
+        return rc;
+    f->p = r.p;
+    f->left--;
+    return 0;
+}
+
+static inline uint32_t
+be32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return __builtin_bswap32(v);
+}
+
+static inline uint64_t
+be64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
+}
+
+/* Decodes one scalar value at f->p into *a when its encoding is one of the
+ * common ones; returns 1 (nothing consumed) to ask for the slow path. */
+static inline int
+fast_atom(fields_t *f, lep_atom_t *a)
+{
+    const uint8_t *p = f->p;
+    size_t avail = (size_t)(f->end - p);
+    if (avail == 0 || f->left == 0)
+        return 1;
+    uint8_t code = p[0];
+    size_t n, hw;
+    lep_type_t t;
+    a->code = code;
+    a->flags = 0;
+    a->count = 0;
+    a->content = (lep_bytes_t){0};
+    a->ctor = (lep_bytes_t){0};
+    switch (code) {
+    case LEP_FC_NULL:  t = LEP_TYPE_NULL; n = 1; break;
+    case LEP_FC_TRUE:  t = LEP_TYPE_BOOL; a->u.b = true; n = 1; break;
+    case LEP_FC_FALSE: t = LEP_TYPE_BOOL; a->u.b = false; n = 1; break;
+    case LEP_FC_UINT0: t = LEP_TYPE_UINT; a->u.u = 0; n = 1; break;
+    case LEP_FC_ULONG0: t = LEP_TYPE_ULONG; a->u.u = 0; n = 1; break;
+    case LEP_FC_UBYTE: t = LEP_TYPE_UBYTE; goto u8;
+    case LEP_FC_SMALLUINT: t = LEP_TYPE_UINT; goto u8;
+    case LEP_FC_SMALLULONG: t = LEP_TYPE_ULONG;
+    u8:
+        if (avail < 2)
+            return 1;
+        a->u.u = p[1];
+        n = 2;
+        break;
+    case LEP_FC_BYTE: t = LEP_TYPE_BYTE; goto i8;
+    case LEP_FC_SMALLINT: t = LEP_TYPE_INT; goto i8;
+    case LEP_FC_SMALLLONG: t = LEP_TYPE_LONG;
+    i8:
+        if (avail < 2)
+            return 1;
+        a->u.i = (int8_t)p[1];
+        n = 2;
+        break;
+    case LEP_FC_UINT:
+        if (avail < 5)
+            return 1;
+        t = LEP_TYPE_UINT;
+        a->u.u = be32(p + 1);
+        n = 5;
+        break;
+    case LEP_FC_INT:
+        if (avail < 5)
+            return 1;
+        t = LEP_TYPE_INT;
+        a->u.i = (int32_t)be32(p + 1);
+        n = 5;
+        break;
+    case LEP_FC_ULONG:
+        if (avail < 9)
+            return 1;
+        t = LEP_TYPE_ULONG;
+        a->u.u = be64(p + 1);
+        n = 9;
+        break;
+    case LEP_FC_LONG:
+    case LEP_FC_TIMESTAMP:
+        if (avail < 9)
+            return 1;
+        t = code == LEP_FC_LONG ? LEP_TYPE_LONG : LEP_TYPE_TIMESTAMP;
+        a->u.i = (int64_t)be64(p + 1);
+        n = 9;
+        break;
+    case LEP_FC_DOUBLE: {
+        if (avail < 9)
+            return 1;
+        uint64_t bits = be64(p + 1);
+        t = LEP_TYPE_DOUBLE;
+        memcpy(&a->u.d, &bits, 8);
+        n = 9;
+        break;
+    }
+    case LEP_FC_UUID:
+        if (avail < 17)
+            return 1;
+        t = LEP_TYPE_UUID;
+        memcpy(a->u.uuid, p + 1, 16);
+        n = 17;
+        break;
+    case LEP_FC_VBIN8: t = LEP_TYPE_BINARY; hw = 1; goto var;
+    case LEP_FC_STR8: t = LEP_TYPE_STRING; hw = 1; goto var;
+    case LEP_FC_SYM8: t = LEP_TYPE_SYMBOL; hw = 1; goto var;
+    case LEP_FC_VBIN32: t = LEP_TYPE_BINARY; hw = 4; goto var;
+    case LEP_FC_STR32: t = LEP_TYPE_STRING; hw = 4; goto var;
+    case LEP_FC_SYM32: t = LEP_TYPE_SYMBOL; hw = 4;
+    var: {
+        if (avail < 1 + hw)
+            return 1;
+        size_t len = hw == 1 ? p[1] : be32(p + 1);
+        if (avail - 1 - hw < len)
+            return 1;
+        const uint8_t *s = p + 1 + hw;
+        if (t == LEP_TYPE_STRING ? !lepi_msg_utf8_ok(s, len)
+                                 : (t == LEP_TYPE_SYMBOL && !lep_ascii_valid(s, len)))
+            return 1; /* the slow path names the error */
+        a->u.bytes = (lep_bytes_t){s, len};
+        n = 1 + hw + len;
+        break;
+    }
+    default:
+        return 1;
+    }
+    a->type = t;
+    a->raw = (lep_bytes_t){p, n};
+    f->p = p + n;
+    f->left--;
+    return 0;
+}
+
+static inline int
+next_atom(fields_t *f, lep_atom_t *a)
+{
+    int rc = fast_atom(f, a);
+    return rc == 1 ? slow_next(f, a) : rc;
+}
+
+/* Opens a list or map (want: LEP_TYPE_LIST or LEP_TYPE_MAP) at *p. */
+static int
+open_compound(const uint8_t **pp, const uint8_t *end, lep_type_t want, fields_t *f)
+{
+    const uint8_t *p = *pp;
+    size_t avail = (size_t)(end - p);
+    if (avail >= 1 && p[0] == LEP_FC_LIST0 && want == LEP_TYPE_LIST) {
+        *f = (fields_t){p + 1, p + 1, 0};
+        *pp = p + 1;
+        return 0;
+    }
+    uint8_t c8 = want == LEP_TYPE_LIST ? LEP_FC_LIST8 : LEP_FC_MAP8;
+    uint8_t c32 = want == LEP_TYPE_LIST ? LEP_FC_LIST32 : LEP_FC_MAP32;
+    if (avail >= 3 && p[0] == c8) {
+        size_t size = p[1];
+        if (size >= 1 && avail - 2 >= size && p[2] <= size - 1) {
+            *f = (fields_t){p + 3, p + 2 + size, p[2]};
+            *pp = p + 2 + size;
+            return 0;
+        }
+    } else if (avail >= 9 && p[0] == c32) {
+        size_t size = be32(p + 1);
+        uint32_t count = be32(p + 5);
+        if (size >= 4 && avail - 5 >= size && count <= size - 4) {
+            *f = (fields_t){p + 9, p + 5 + size, count};
+            *pp = p + 5 + size;
+            return 0;
+        }
+    }
+    /* Anything else: let the reader say what is wrong with it. */
+    lep_reader_t r, child;
+    uint32_t count;
+    lep_reader_init(&r, p, avail);
+    int rc = want == LEP_TYPE_LIST ? lep_read_list(&r, &child, &count)
+                                   : lep_read_map(&r, &child, &count);
+    if (rc)
+        return rc;
+    *f = (fields_t){child.p, child.end, count};
+    *pp = r.p;
+    return 0;
 }
 
 /* After the fields we know: a newer peer's extra fields are skipped (they
  * must still be well-formed), and the values must fill the list exactly. */
 static int
-list_finish(lep_reader_t *lr)
+list_finish(fields_t *f)
 {
     int rc;
-    while (!lep_reader_done(lr)) {
+    while (f->left) {
         lep_atom_t a;
-        if ((rc = lep_reader_next(lr, &a)) != 0)
-            return rc;
-        if ((rc = lepi_msg_check_children(lr, &a, 1)) != 0)
+        if ((rc = next_atom(f, &a)) != 0)
             return rc;
     }
-    return lr->p == lr->end ? 0 : LEP_ERR_DECODE;
+    return f->p == f->end ? 0 : LEP_ERR_DECODE;
 }
 
-/* True when the list has no more fields or the next one is null (absent):
- * either way it is consumed. */
-static inline bool
-field_absent(lep_reader_t *lr)
+/* Reads the next field: 1 when absent (no more fields, or null), 0 with
+ * *a set, or an error. */
+static inline int
+next_field(fields_t *f, lep_atom_t *a)
 {
-    return lep_reader_done(lr) || lep_read_null(lr);
+    if (f->left == 0)
+        return 1;
+    if (f->p < f->end && f->p[0] == LEP_FC_NULL) {
+        f->p++;
+        f->left--;
+        return 1;
+    }
+    return next_atom(f, a);
 }
 
 static int
-decode_header(lep_message_t *m, lep_reader_t *r)
+decode_header(lep_message_t *m, const uint8_t **pp, const uint8_t *end)
 {
-    lep_reader_t lr;
-    uint32_t count;
-    int rc = lep_read_list(r, &lr, &count);
+    fields_t f;
+    lep_atom_t a;
+    int rc = open_compound(pp, end, LEP_TYPE_LIST, &f);
     if (rc)
         return rc;
-    if (!field_absent(&lr)) {
-        if ((rc = lep_read_bool(&lr, &m->durable)) != 0)
-            return rc;
-        m->present |= LEPI_BIT(LEP_MSG_DURABLE);
+#define FIELD(bit, T, stmt)                                                   \
+    if ((rc = next_field(&f, &a)) < 0)                                        \
+        return rc;                                                            \
+    if (rc == 0) {                                                            \
+        if (a.type != (T))                                                    \
+            return LEP_ERR_TYPE;                                              \
+        stmt;                                                                 \
+        m->present |= LEPI_BIT(bit);                                          \
     }
-    if (!field_absent(&lr)) {
-        if ((rc = lep_read_ubyte(&lr, &m->priority)) != 0)
-            return rc;
-        m->present |= LEPI_BIT(LEP_MSG_PRIORITY);
-    }
-    if (!field_absent(&lr)) {
-        if ((rc = lep_read_uint(&lr, &m->ttl)) != 0)
-            return rc;
-        m->present |= LEPI_BIT(LEP_MSG_TTL);
-    }
-    if (!field_absent(&lr)) {
-        if ((rc = lep_read_bool(&lr, &m->first_acquirer)) != 0)
-            return rc;
-        m->present |= LEPI_BIT(LEP_MSG_FIRST_ACQUIRER);
-    }
-    if (!field_absent(&lr)) {
-        if ((rc = lep_read_uint(&lr, &m->delivery_count)) != 0)
-            return rc;
-        m->present |= LEPI_BIT(LEP_MSG_DELIVERY_COUNT);
-    }
-    return list_finish(&lr);
+    FIELD(LEP_MSG_DURABLE, LEP_TYPE_BOOL, m->durable = a.u.b);
+    FIELD(LEP_MSG_PRIORITY, LEP_TYPE_UBYTE, m->priority = (uint8_t)a.u.u);
+    FIELD(LEP_MSG_TTL, LEP_TYPE_UINT, m->ttl = (uint32_t)a.u.u);
+    FIELD(LEP_MSG_FIRST_ACQUIRER, LEP_TYPE_BOOL, m->first_acquirer = a.u.b);
+    FIELD(LEP_MSG_DELIVERY_COUNT, LEP_TYPE_UINT, m->delivery_count = (uint32_t)a.u.u);
+    return list_finish(&f);
 }
 
 static int
-read_id(lep_reader_t *lr, lep_message_t *m, lep_msg_field_t f, lep_atom_t *slot)
+decode_properties(lep_message_t *m, const uint8_t **pp, const uint8_t *end)
 {
-    int rc = lep_reader_next(lr, slot);
+    fields_t f;
+    lep_atom_t a;
+    int rc = open_compound(pp, end, LEP_TYPE_LIST, &f);
     if (rc)
         return rc;
-    switch (slot->type) {
-    case LEP_TYPE_ULONG:
-    case LEP_TYPE_UUID:
-    case LEP_TYPE_BINARY:
-    case LEP_TYPE_STRING:
-        m->present |= LEPI_BIT(f);
-        return 0;
-    default:
-        slot->type = LEP_TYPE_NULL;
-        return LEP_ERR_TYPE;
+#define ID_FIELD(bit, slot)                                                   \
+    if ((rc = next_field(&f, &slot)) < 0)                                     \
+        return rc;                                                            \
+    if (rc == 0) {                                                            \
+        if (slot.type != LEP_TYPE_ULONG && slot.type != LEP_TYPE_UUID &&      \
+            slot.type != LEP_TYPE_BINARY && slot.type != LEP_TYPE_STRING)     \
+            return LEP_ERR_TYPE;                                              \
+        m->present |= LEPI_BIT(bit);                                          \
     }
-}
-
 /* Addresses are address-strings; a symbol (ASCII, so valid UTF-8 too) is
  * tolerated because some peers send one. */
-static int
-read_address(lep_reader_t *lr, lep_bytes_t *out)
-{
-    int rc = lep_read_string(lr, out);
-    if (rc == LEP_ERR_TYPE)
-        rc = lep_read_symbol(lr, out);
-    return rc;
-}
-
-static int
-decode_properties(lep_message_t *m, lep_reader_t *r)
-{
-    lep_reader_t lr;
-    uint32_t count;
-    int rc = lep_read_list(r, &lr, &count);
-    if (rc)
-        return rc;
-#define FIELD(f, stmt)                                                        \
-    if (!field_absent(&lr)) {                                                 \
-        if ((rc = (stmt)) != 0)                                               \
-            return rc;                                                        \
-        m->present |= LEPI_BIT(f);                                            \
+#define ADDR_FIELD(bit, s)                                                    \
+    if ((rc = next_field(&f, &a)) < 0)                                        \
+        return rc;                                                            \
+    if (rc == 0) {                                                            \
+        if (a.type != LEP_TYPE_STRING && a.type != LEP_TYPE_SYMBOL)           \
+            return LEP_ERR_TYPE;                                              \
+        m->str[s] = a.u.bytes;                                                \
+        m->present |= LEPI_BIT(bit);                                          \
     }
-    if (!field_absent(&lr) &&
-        (rc = read_id(&lr, m, LEP_MSG_MESSAGE_ID, &m->message_id)) != 0)
-        return rc;
-    FIELD(LEP_MSG_USER_ID, lep_read_binary(&lr, &m->str[LEPI_S_USER_ID]));
-    FIELD(LEP_MSG_TO, read_address(&lr, &m->str[LEPI_S_TO]));
-    FIELD(LEP_MSG_SUBJECT, lep_read_string(&lr, &m->str[LEPI_S_SUBJECT]));
-    FIELD(LEP_MSG_REPLY_TO, read_address(&lr, &m->str[LEPI_S_REPLY_TO]));
-    if (!field_absent(&lr) &&
-        (rc = read_id(&lr, m, LEP_MSG_CORRELATION_ID, &m->correlation_id)) != 0)
-        return rc;
-    FIELD(LEP_MSG_CONTENT_TYPE, lep_read_symbol(&lr, &m->str[LEPI_S_CONTENT_TYPE]));
-    FIELD(LEP_MSG_CONTENT_ENCODING, lep_read_symbol(&lr, &m->str[LEPI_S_CONTENT_ENCODING]));
-    FIELD(LEP_MSG_ABSOLUTE_EXPIRY_TIME, lep_read_timestamp(&lr, &m->absolute_expiry_time));
-    FIELD(LEP_MSG_CREATION_TIME, lep_read_timestamp(&lr, &m->creation_time));
-    FIELD(LEP_MSG_GROUP_ID, lep_read_string(&lr, &m->str[LEPI_S_GROUP_ID]));
-    FIELD(LEP_MSG_GROUP_SEQUENCE, lep_read_uint(&lr, &m->group_sequence));
-    FIELD(LEP_MSG_REPLY_TO_GROUP_ID, lep_read_string(&lr, &m->str[LEPI_S_REPLY_TO_GROUP_ID]));
+    ID_FIELD(LEP_MSG_MESSAGE_ID, m->message_id);
+    FIELD(LEP_MSG_USER_ID, LEP_TYPE_BINARY, m->str[LEPI_S_USER_ID] = a.u.bytes);
+    ADDR_FIELD(LEP_MSG_TO, LEPI_S_TO);
+    FIELD(LEP_MSG_SUBJECT, LEP_TYPE_STRING, m->str[LEPI_S_SUBJECT] = a.u.bytes);
+    ADDR_FIELD(LEP_MSG_REPLY_TO, LEPI_S_REPLY_TO);
+    ID_FIELD(LEP_MSG_CORRELATION_ID, m->correlation_id);
+    FIELD(LEP_MSG_CONTENT_TYPE, LEP_TYPE_SYMBOL, m->str[LEPI_S_CONTENT_TYPE] = a.u.bytes);
+    FIELD(LEP_MSG_CONTENT_ENCODING, LEP_TYPE_SYMBOL,
+          m->str[LEPI_S_CONTENT_ENCODING] = a.u.bytes);
+    FIELD(LEP_MSG_ABSOLUTE_EXPIRY_TIME, LEP_TYPE_TIMESTAMP, m->absolute_expiry_time = a.u.i);
+    FIELD(LEP_MSG_CREATION_TIME, LEP_TYPE_TIMESTAMP, m->creation_time = a.u.i);
+    FIELD(LEP_MSG_GROUP_ID, LEP_TYPE_STRING, m->str[LEPI_S_GROUP_ID] = a.u.bytes);
+    FIELD(LEP_MSG_GROUP_SEQUENCE, LEP_TYPE_UINT, m->group_sequence = (uint32_t)a.u.u);
+    FIELD(LEP_MSG_REPLY_TO_GROUP_ID, LEP_TYPE_STRING,
+          m->str[LEPI_S_REPLY_TO_GROUP_ID] = a.u.bytes);
+#undef ADDR_FIELD
+#undef ID_FIELD
 #undef FIELD
-    return list_finish(&lr);
+    return list_finish(&f);
 }
 
 /* Annotations (string_keys false: symbol or ulong keys, any values) or
  * application-properties (string keys). */
 static int
-decode_map(lep_reader_t *r, lepi_msg_map_t *map, bool string_keys)
+decode_map(lepi_msg_map_t *map, bool string_keys, const uint8_t **pp, const uint8_t *end)
 {
-    lep_reader_t mr;
-    uint32_t count;
-    int rc = lep_read_map(r, &mr, &count);
+    fields_t f;
+    int rc = open_compound(pp, end, LEP_TYPE_MAP, &f);
     if (rc)
         return rc;
-    if (count & 1)
+    if (f.left & 1)
         return LEP_ERR_DECODE;
-    /* count is bounded by the input size, so this cannot be abused to
-     * reserve more than the input could fill. */
-    if ((size_t)(count / 2) > (size_t)(mr.end - mr.p))
+    uint32_t pairs = f.left / 2;
+    /* Each entry takes two bytes at least, so the input bounds what a
+     * count can make us reserve. */
+    if ((size_t)pairs > (size_t)(f.end - f.p) / 2)
         return LEP_ERR_DECODE;
-    if ((rc = lepi_msg_map_reserve(map, count / 2)) != 0)
+    if (pairs > map->cap && (rc = lepi_msg_map_reserve(map, pairs)) != 0)
         return rc;
     lepi_msg_entry_t *e = map->e;
-    uint32_t n = 0;
-    while (!lep_reader_done(&mr)) {
-        if (n == count / 2)
-            return LEP_ERR_DECODE;
-        if ((rc = lep_reader_next(&mr, &e[n].key)) != 0)
+    const uint8_t *start = f.p;
+    for (uint32_t i = 0; i < pairs; i++) {
+        if ((rc = next_atom(&f, &e[i].key)) != 0)
             return rc;
-        if (string_keys ? e[n].key.type != LEP_TYPE_STRING
-                        : (e[n].key.type != LEP_TYPE_SYMBOL && e[n].key.type != LEP_TYPE_ULONG))
+        if (string_keys ? e[i].key.type != LEP_TYPE_STRING
+                        : (e[i].key.type != LEP_TYPE_SYMBOL && e[i].key.type != LEP_TYPE_ULONG))
             return LEP_ERR_TYPE;
-        if (lep_reader_done(&mr))
-            return LEP_ERR_DECODE;
-        if ((rc = lep_reader_next(&mr, &e[n].value)) != 0)
+        if ((rc = next_atom(&f, &e[i].value)) != 0)
             return rc;
-        if (e[n].value.type >= LEP_TYPE_LIST &&
-            (rc = lepi_msg_check_children(&mr, &e[n].value, 1)) != 0)
-            return rc;
-        map->n = ++n;
+        map->n = i + 1;
     }
-    if (mr.p != mr.end || n != count / 2)
-        return LEP_ERR_DECODE;
-    return 0;
+    map->bytes = (uint64_t)(f.p - start);
+    return f.p == f.end ? 0 : LEP_ERR_DECODE;
 }
 
 static int
-decode_body(lep_message_t *m, lep_reader_t *r, int code)
+decode_body(lep_message_t *m, int code, const uint8_t **pp, const uint8_t *end)
 {
     int rc;
+    const uint8_t *p = *pp;
     lep_bytes_t v;
     if (m->nbody == m->cap_body && (rc = lepi_msg_body_reserve(m, m->nbody + 1)) != 0)
         return rc;
-    if (code == LEP_DESC_DATA) {
-        if ((rc = lep_read_binary(r, &v)) != 0)
-            return rc;
-        m->body_kind = LEP_BODY_DATA;
+    if (code == LEP_DESC_DATA && end - p >= 2 && p[0] == LEP_FC_VBIN8 &&
+        (size_t)(end - p - 2) >= p[1]) {
+        v = (lep_bytes_t){p + 2, p[1]};
+        *pp = p + 2 + p[1];
     } else {
+        lep_reader_t r;
         lep_atom_t a;
-        const uint8_t *start = r->p;
-        if ((rc = lep_reader_next(r, &a)) != 0)
+        lep_reader_init(&r, p, (size_t)(end - p));
+        r.depth = 1;
+        if ((rc = lep_reader_next(&r, &a)) != 0)
             return rc;
-        if (code == LEP_DESC_AMQP_SEQUENCE && a.type != LEP_TYPE_LIST)
-            return LEP_ERR_TYPE;
-        if ((rc = lepi_msg_check_children(r, &a, 1)) != 0)
-            return rc;
-        v = (lep_bytes_t){start, (size_t)(r->p - start)};
-        m->body_kind = code == LEP_DESC_AMQP_VALUE ? LEP_BODY_VALUE : LEP_BODY_SEQUENCE;
+        if (code == LEP_DESC_DATA) {
+            if (a.type != LEP_TYPE_BINARY)
+                return LEP_ERR_TYPE;
+            v = a.u.bytes;
+        } else {
+            if (code == LEP_DESC_AMQP_SEQUENCE && a.type != LEP_TYPE_LIST)
+                return LEP_ERR_TYPE;
+            if ((rc = lepi_msg_check_children(&r, &a, 1)) != 0)
+                return rc;
+            v = a.raw;
+        }
+        *pp = r.p;
     }
+    m->body_kind = code == LEP_DESC_DATA           ? LEP_BODY_DATA
+                   : code == LEP_DESC_AMQP_VALUE ? LEP_BODY_VALUE
+                                                 : LEP_BODY_SEQUENCE;
     m->body[m->nbody++] = v;
     return 0;
+}
+
+/* Reads a section's descriptor: 0x00 smallulong code in practice, but any
+ * ulong or the symbolic name is accepted. */
+static int
+read_section_code(const uint8_t **pp, const uint8_t *end)
+{
+    const uint8_t *p = *pp;
+    if (end - p >= 3 && p[0] == LEP_FC_DESCRIBED && p[1] == LEP_FC_SMALLULONG) {
+        *pp = p + 3;
+        return section_code(p[2], (lep_bytes_t){0});
+    }
+    lep_reader_t r;
+    uint64_t code;
+    lep_bytes_t name;
+    lep_reader_init(&r, p, (size_t)(end - p));
+    int rc = lep_read_descriptor(&r, &code, &name);
+    if (rc)
+        return rc;
+    *pp = r.p;
+    return section_code(code, name);
 }
 
 static int
 decode_sections(lep_message_t *m, const uint8_t *p, size_t len)
 {
-    lep_reader_t r;
+    const uint8_t *end = p + len;
     int rc;
     int last = -1;
-    lep_reader_init(&r, p, len);
-    while (!lep_reader_done(&r)) {
-        uint64_t code64;
-        lep_bytes_t name;
-        if ((rc = lep_read_descriptor(&r, &code64, &name)) != 0)
-            return rc;
-        int code = section_code(code64, name);
+    while (p < end) {
+        int code = read_section_code(&p, end);
         if (code < 0)
-            return LEP_ERR_DECODE;
+            return code;
+        if (p >= end)
+            return LEP_ERR_INCOMPLETE;
         int rank;
         switch (code) {
         case LEP_DESC_HEADER:                 rank = RANK_HEADER; break;
@@ -278,25 +494,25 @@ decode_sections(lep_message_t *m, const uint8_t *p, size_t len)
         last = rank;
         switch (code) {
         case LEP_DESC_HEADER:
-            rc = decode_header(m, &r);
+            rc = decode_header(m, &p, end);
             break;
         case LEP_DESC_DELIVERY_ANNOTATIONS:
-            rc = decode_map(&r, &m->maps[LEP_MSG_DELIVERY_ANNOTATIONS], false);
+            rc = decode_map(&m->maps[LEP_MSG_DELIVERY_ANNOTATIONS], false, &p, end);
             break;
         case LEP_DESC_MESSAGE_ANNOTATIONS:
-            rc = decode_map(&r, &m->maps[LEP_MSG_MESSAGE_ANNOTATIONS], false);
+            rc = decode_map(&m->maps[LEP_MSG_MESSAGE_ANNOTATIONS], false, &p, end);
             break;
         case LEP_DESC_PROPERTIES:
-            rc = decode_properties(m, &r);
+            rc = decode_properties(m, &p, end);
             break;
         case LEP_DESC_APPLICATION_PROPERTIES:
-            rc = decode_map(&r, &m->maps[LEPI_MAP_PROPERTIES], true);
+            rc = decode_map(&m->maps[LEPI_MAP_PROPERTIES], true, &p, end);
             break;
         case LEP_DESC_FOOTER:
-            rc = decode_map(&r, &m->maps[LEP_MSG_FOOTER], false);
+            rc = decode_map(&m->maps[LEP_MSG_FOOTER], false, &p, end);
             break;
         default:
-            rc = decode_body(m, &r, code);
+            rc = decode_body(m, code, &p, end);
             break;
         }
         if (rc)

@@ -3,9 +3,9 @@
  * Two passes over the fields: the first adds up the exact encoded size of
  * each section (so every list and map header gets its final, narrowest
  * form at once and nothing is moved afterwards), the second writes into
- * space reserved in one go.  Scalars take their smallest legal encoding,
- * as lep_encoder_t writes them; decoded atoms are copied in the encoding
- * they arrived in. */
+ * space reserved in one go.  Stored atoms carry their encoding (the
+ * smallest form for values set by the caller, the form they arrived in for
+ * decoded ones), so they are copied. */
 #include "codec/message_internal.h"
 
 #include <assert.h>
@@ -42,55 +42,7 @@ sz_compound(uint64_t body, uint32_t count, bool list)
     return 9 + body;
 }
 
-static uint64_t
-sz_atom(const lep_atom_t *a)
-{
-    if (a->raw.len)
-        return a->raw.len;
-    switch (a->type) {
-    case LEP_TYPE_NULL:       return 1;
-    case LEP_TYPE_BOOL:       return 1;
-    case LEP_TYPE_UBYTE:      return 2;
-    case LEP_TYPE_USHORT:     return 3;
-    case LEP_TYPE_UINT:       return sz_uint(a->u.u);
-    case LEP_TYPE_ULONG:      return sz_ulong(a->u.u);
-    case LEP_TYPE_BYTE:       return 2;
-    case LEP_TYPE_SHORT:      return 3;
-    case LEP_TYPE_INT:        return a->u.i >= -128 && a->u.i <= 127 ? 2 : 5;
-    case LEP_TYPE_LONG:       return a->u.i >= -128 && a->u.i <= 127 ? 2 : 9;
-    case LEP_TYPE_FLOAT:      return 5;
-    case LEP_TYPE_DOUBLE:     return 9;
-    case LEP_TYPE_DECIMAL32:  return 5;
-    case LEP_TYPE_DECIMAL64:  return 9;
-    case LEP_TYPE_DECIMAL128: return 17;
-    case LEP_TYPE_CHAR:       return 5;
-    case LEP_TYPE_TIMESTAMP:  return 9;
-    case LEP_TYPE_UUID:       return 17;
-    case LEP_TYPE_BINARY:
-    case LEP_TYPE_STRING:
-    case LEP_TYPE_SYMBOL:     return sz_vbytes(a->u.bytes.len);
-    default:                  return 0; /* compounds always carry raw */
-    }
-}
-
-static uint64_t
-sz_map_body(const lepi_msg_map_t *map)
-{
-    uint64_t n = 0;
-    for (uint32_t i = 0; i < map->n; i++)
-        n += sz_atom(&map->e[i].key) + sz_atom(&map->e[i].value);
-    return n;
-}
-
 /* ---- writers: the caller reserved the space ---- */
-
-static inline uint8_t *
-w_be16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-    return p + 2;
-}
 
 static inline uint8_t *
 w_be32(uint8_t *p, uint32_t v)
@@ -110,22 +62,6 @@ w_be64(uint8_t *p, uint64_t v)
 }
 
 static inline uint8_t *
-w_vbytes(uint8_t *p, uint8_t code8, uint8_t code32, const uint8_t *s, size_t n)
-{
-    if (n <= 255) {
-        p[0] = code8;
-        p[1] = (uint8_t)n;
-        p += 2;
-    } else {
-        *p++ = code32;
-        p = w_be32(p, (uint32_t)n);
-    }
-    if (n)
-        memcpy(p, s, n);
-    return p + n;
-}
-
-static inline uint8_t *
 w_uint(uint8_t *p, uint32_t v)
 {
     if (v == 0) {
@@ -141,127 +77,60 @@ w_uint(uint8_t *p, uint32_t v)
     return p;
 }
 
+/* Copies n bytes.  Most of what a message holds is short: copy that
+ * inline with overlapping word moves instead of calling memcpy. */
 static inline uint8_t *
-w_ulong(uint8_t *p, uint64_t v)
+w_copy(uint8_t *d, const uint8_t *s, size_t n)
 {
-    if (v == 0) {
-        *p++ = LEP_FC_ULONG0;
-    } else if (v <= 255) {
-        p[0] = LEP_FC_SMALLULONG;
-        p[1] = (uint8_t)v;
+    if (n <= 16) {
+        if (n >= 8) {
+            uint64_t a, b;
+            memcpy(&a, s, 8);
+            memcpy(&b, s + n - 8, 8);
+            memcpy(d, &a, 8);
+            memcpy(d + n - 8, &b, 8);
+        } else if (n >= 4) {
+            uint32_t a, b;
+            memcpy(&a, s, 4);
+            memcpy(&b, s + n - 4, 4);
+            memcpy(d, &a, 4);
+            memcpy(d + n - 4, &b, 4);
+        } else if (n) {
+            d[0] = s[0];
+            d[n / 2] = s[n / 2];
+            d[n - 1] = s[n - 1];
+        }
+    } else if (n <= 32) {
+        uint8_t a[16], b[16];
+        memcpy(a, s, 16);
+        memcpy(b, s + n - 16, 16);
+        memcpy(d, a, 16);
+        memcpy(d + n - 16, b, 16);
+    } else {
+        memcpy(d, s, n);
+    }
+    return d + n;
+}
+
+static inline uint8_t *
+w_vbytes(uint8_t *p, uint8_t code8, uint8_t code32, const uint8_t *s, size_t n)
+{
+    if (n <= 255) {
+        p[0] = code8;
+        p[1] = (uint8_t)n;
         p += 2;
     } else {
-        *p++ = LEP_FC_ULONG;
-        p = w_be64(p, v);
+        *p++ = code32;
+        p = w_be32(p, (uint32_t)n);
     }
-    return p;
+    return w_copy(p, s, n);
 }
 
+/* Every stored atom carries its encoding. */
 static inline uint8_t *
-w_fixed(uint8_t *p, uint8_t code, const uint8_t *v, size_t n)
-{
-    *p++ = code;
-    memcpy(p, v, n);
-    return p + n;
-}
-
-static uint8_t *
 w_atom(uint8_t *p, const lep_atom_t *a)
 {
-    if (a->raw.len) {
-        memcpy(p, a->raw.ptr, a->raw.len);
-        return p + a->raw.len;
-    }
-    switch (a->type) {
-    case LEP_TYPE_NULL:
-        *p++ = LEP_FC_NULL;
-        break;
-    case LEP_TYPE_BOOL:
-        *p++ = a->u.b ? LEP_FC_TRUE : LEP_FC_FALSE;
-        break;
-    case LEP_TYPE_UBYTE:
-        p[0] = LEP_FC_UBYTE;
-        p[1] = (uint8_t)a->u.u;
-        p += 2;
-        break;
-    case LEP_TYPE_USHORT:
-        *p++ = LEP_FC_USHORT;
-        p = w_be16(p, (uint16_t)a->u.u);
-        break;
-    case LEP_TYPE_UINT:
-        p = w_uint(p, (uint32_t)a->u.u);
-        break;
-    case LEP_TYPE_ULONG:
-        p = w_ulong(p, a->u.u);
-        break;
-    case LEP_TYPE_BYTE:
-        p[0] = LEP_FC_BYTE;
-        p[1] = (uint8_t)a->u.i;
-        p += 2;
-        break;
-    case LEP_TYPE_SHORT:
-        *p++ = LEP_FC_SHORT;
-        p = w_be16(p, (uint16_t)a->u.i);
-        break;
-    case LEP_TYPE_INT:
-        if (a->u.i >= -128 && a->u.i <= 127) {
-            p[0] = LEP_FC_SMALLINT;
-            p[1] = (uint8_t)a->u.i;
-            p += 2;
-        } else {
-            *p++ = LEP_FC_INT;
-            p = w_be32(p, (uint32_t)a->u.i);
-        }
-        break;
-    case LEP_TYPE_LONG:
-        if (a->u.i >= -128 && a->u.i <= 127) {
-            p[0] = LEP_FC_SMALLLONG;
-            p[1] = (uint8_t)a->u.i;
-            p += 2;
-        } else {
-            *p++ = LEP_FC_LONG;
-            p = w_be64(p, (uint64_t)a->u.i);
-        }
-        break;
-    case LEP_TYPE_FLOAT: {
-        uint32_t bits;
-        memcpy(&bits, &a->u.f, 4);
-        *p++ = LEP_FC_FLOAT;
-        p = w_be32(p, bits);
-        break;
-    }
-    case LEP_TYPE_DOUBLE: {
-        uint64_t bits;
-        memcpy(&bits, &a->u.d, 8);
-        *p++ = LEP_FC_DOUBLE;
-        p = w_be64(p, bits);
-        break;
-    }
-    case LEP_TYPE_DECIMAL32:  p = w_fixed(p, LEP_FC_DECIMAL32, a->u.dec, 4); break;
-    case LEP_TYPE_DECIMAL64:  p = w_fixed(p, LEP_FC_DECIMAL64, a->u.dec, 8); break;
-    case LEP_TYPE_DECIMAL128: p = w_fixed(p, LEP_FC_DECIMAL128, a->u.dec, 16); break;
-    case LEP_TYPE_UUID:       p = w_fixed(p, LEP_FC_UUID, a->u.uuid, 16); break;
-    case LEP_TYPE_CHAR:
-        *p++ = LEP_FC_CHAR;
-        p = w_be32(p, (uint32_t)a->u.u);
-        break;
-    case LEP_TYPE_TIMESTAMP:
-        *p++ = LEP_FC_TIMESTAMP;
-        p = w_be64(p, (uint64_t)a->u.i);
-        break;
-    case LEP_TYPE_BINARY:
-        p = w_vbytes(p, LEP_FC_VBIN8, LEP_FC_VBIN32, a->u.bytes.ptr, a->u.bytes.len);
-        break;
-    case LEP_TYPE_STRING:
-        p = w_vbytes(p, LEP_FC_STR8, LEP_FC_STR32, a->u.bytes.ptr, a->u.bytes.len);
-        break;
-    case LEP_TYPE_SYMBOL:
-        p = w_vbytes(p, LEP_FC_SYM8, LEP_FC_SYM32, a->u.bytes.ptr, a->u.bytes.len);
-        break;
-    default:
-        break;
-    }
-    return p;
+    return w_copy(p, a->raw.ptr, a->raw.len);
 }
 
 static inline uint8_t *
@@ -341,7 +210,7 @@ lep_message_encode(const lep_message_t *m, lep_buf_t *out)
     }
     for (int i = 0; i < LEPI_NMAPS; i++) {
         if (m->maps[i].n) {
-            mbody[i] = sz_map_body(&m->maps[i]);
+            mbody[i] = m->maps[i].bytes;
             if (mbody[i] > MAX_BODY)
                 return LEP_ERR_LIMIT;
             total += 3 + sz_compound(mbody[i], m->maps[i].n * 2, false);
@@ -351,9 +220,9 @@ lep_message_encode(const lep_message_t *m, lep_buf_t *out)
         pcount = field_count(pbits, LEP_MSG_MESSAGE_ID);
         pbody = pcount; /* a null each, corrected below for present fields */
         if (pbits & LEPI_BIT(LEP_MSG_MESSAGE_ID))
-            pbody += sz_atom(&m->message_id) - 1;
+            pbody += m->message_id.raw.len - 1;
         if (pbits & LEPI_BIT(LEP_MSG_CORRELATION_ID))
-            pbody += sz_atom(&m->correlation_id) - 1;
+            pbody += m->correlation_id.raw.len - 1;
         for (int s = 0; s < LEPI_NSTR; s++)
             if (m->str[s].ptr)
                 pbody += sz_vbytes(m->str[s].len) - 1;

@@ -29,10 +29,13 @@ typedef struct lepi_msg_entry {
     lep_atom_t value;
 } lepi_msg_entry_t;
 
+/* Every stored key and value atom has its encoding in raw; bytes is the
+ * sum of their lengths, the size of the map's encoded elements. */
 typedef struct lepi_msg_map {
     lepi_msg_entry_t *e;
     uint32_t n;
     uint32_t cap;
+    uint64_t bytes;
 } lepi_msg_map_t;
 
 /* Index into lep_message.maps: the three lep_msg_annotations_t values,
@@ -83,6 +86,12 @@ struct lep_message {
 /* Field index (lep_msg_field_t) to str[] index, or -1. */
 int lepi_msg_str_index(lep_msg_field_t f);
 
+static inline bool
+lepi_is_bytes_type(lep_type_t t)
+{
+    return t == LEP_TYPE_BINARY || t == LEP_TYPE_STRING || t == LEP_TYPE_SYMBOL;
+}
+
 /* Storage. */
 void lepi_arena_reset(lepi_arena_t *a);
 void lepi_arena_fini(lepi_arena_t *a);
@@ -100,6 +109,56 @@ lepi_arena_alloc(lepi_arena_t *a, size_t n)
     }
     return lepi_arena_alloc_slow(a, n);
 }
+
+/* UTF-8 check with the common case -- a short ASCII string -- inline,
+ * a word at a time (the last word overlapping the one before). */
+static inline bool
+lepi_msg_utf8_ok(const uint8_t *p, size_t n)
+{
+    if (n <= 64) {
+        uint64_t acc = 0;
+        if (n >= 8) {
+            for (size_t i = 0; i + 8 <= n; i += 8) {
+                uint64_t w;
+                __builtin_memcpy(&w, p + i, 8);
+                acc |= w;
+            }
+            uint64_t w;
+            __builtin_memcpy(&w, p + n - 8, 8);
+            acc |= w;
+        } else if (n >= 4) {
+            uint32_t a, b;
+            __builtin_memcpy(&a, p, 4);
+            __builtin_memcpy(&b, p + n - 4, 4);
+            acc = a | b;
+        } else {
+            for (size_t i = 0; i < n; i++)
+                acc |= p[i];
+        }
+        if ((acc & 0x8080808080808080ull) == 0)
+            return true;
+    }
+    return lep_utf8_valid(p, n);
+}
+
+/* Copies [p, p+n) into the message's storage; *out views the copy. */
+int lepi_msg_copy_in(lep_message_t *m, const void *p, size_t n, lep_bytes_t *out);
+/* Stored bytes a field no longer refers to. */
+static inline void
+lepi_msg_dead(lep_message_t *m, size_t n)
+{
+    m->arena.dead += n;
+}
+/* Gives dead storage back once there is much of it.  Moves every view. */
+void lepi_msg_maybe_compact(lep_message_t *m);
+/* Stores a copy of a caller's atom in *dst with its encoding in dst->raw
+ * and every view pointing into the message: scalars are encoded in their
+ * smallest form, compounds and described values are copied from
+ * src->raw (checked to hold exactly one well-formed value).  src may point
+ * into the message.  On error *dst is unchanged.  Errors: LEP_ERR_INVALID,
+ * LEP_ERR_UTF8, LEP_ERR_SYMBOL, LEP_ERR_LIMIT, LEP_ERR_NOMEM, decode
+ * errors. */
+int lepi_msg_atom_store(lep_message_t *m, const lep_atom_t *src, lep_atom_t *dst);
 
 /* Makes room for n entries in a map (keeps the contents).  0 or NOMEM. */
 int lepi_msg_map_reserve(lepi_msg_map_t *map, uint32_t n);
