@@ -465,7 +465,7 @@ def main(argv):
         test_lepton_built(argv[1], res)
         if len(argv) > 2:
             import msg_vectors
-            msg_vectors.run(argv[2], res)
+            msg_vectors.run(argv[2], res, run_peer)
     except Exception as exc:
         res.check(False, "test driver: %s: %s" % (type(exc).__name__, exc))
     print("%d passed, %d failed" % (res.passed, res.failed))
