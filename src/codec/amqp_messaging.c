@@ -11,56 +11,45 @@
 /* header */
 
 static int
-header_fields(lep_reader_t *l, lep_header_t *out)
+decode_header_fields(lep_reader_t *l, lep_header_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_header_init(out);
     /* durable: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->durable = a.u.b;
-        has |= LEP_HEADER_HAS_DURABLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* priority: ubyte */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UBYTE) {
-        out->priority = (uint8_t)a.u.u;
-        has |= LEP_HEADER_HAS_PRIORITY;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* ttl: milliseconds -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->ttl = (uint32_t)a.u.u;
-        has |= LEP_HEADER_HAS_TTL;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* first-acquirer: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->first_acquirer = a.u.b;
-        has |= LEP_HEADER_HAS_FIRST_ACQUIRER;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* delivery-count: uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->delivery_count = (uint32_t)a.u.u;
-        has |= LEP_HEADER_HAS_DELIVERY_COUNT;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->durable)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* priority: ubyte */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_ubyte(l, &out->priority)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* ttl: milliseconds -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->ttl)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
+    /* first-acquirer: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->first_acquirer)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 3;
+    /* delivery-count: uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->delivery_count)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 4;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     return 0;
 }
@@ -69,12 +58,11 @@ int
 lep_header_decode_list(lep_reader_t *r, lep_header_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return header_fields(&l, out);
+    return decode_header_fields(&l, out);
 }
 
 int
@@ -133,112 +121,93 @@ end:
 /* properties */
 
 static int
-properties_fields(lep_reader_t *l, lep_properties_t *out)
+decode_properties_fields(lep_reader_t *l, lep_properties_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_properties_init(out);
     /* message-id: * (message-id) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        out->message_id = a.raw;
-        has |= LEP_PROPERTIES_HAS_MESSAGE_ID;
-    }
-    /* user-id: binary */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BINARY) {
-        out->user_id = a.u.bytes;
-        has |= LEP_PROPERTIES_HAS_USER_ID;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* to: * (address) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        out->to = a.raw;
-        has |= LEP_PROPERTIES_HAS_TO;
-    }
-    /* subject: string */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_STRING) {
-        out->subject = a.u.bytes;
-        has |= LEP_PROPERTIES_HAS_SUBJECT;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* reply-to: * (address) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        out->reply_to = a.raw;
-        has |= LEP_PROPERTIES_HAS_REPLY_TO;
-    }
-    /* correlation-id: * (message-id) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        out->correlation_id = a.raw;
-        has |= LEP_PROPERTIES_HAS_CORRELATION_ID;
-    }
-    /* content-type: symbol */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_SYMBOL) {
-        out->content_type = a.u.bytes;
-        has |= LEP_PROPERTIES_HAS_CONTENT_TYPE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* content-encoding: symbol */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_SYMBOL) {
-        out->content_encoding = a.u.bytes;
-        has |= LEP_PROPERTIES_HAS_CONTENT_ENCODING;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* absolute-expiry-time: timestamp */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_TIMESTAMP) {
-        out->absolute_expiry_time = (int64_t)a.u.i;
-        has |= LEP_PROPERTIES_HAS_ABSOLUTE_EXPIRY_TIME;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* creation-time: timestamp */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_TIMESTAMP) {
-        out->creation_time = (int64_t)a.u.i;
-        has |= LEP_PROPERTIES_HAS_CREATION_TIME;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* group-id: string */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_STRING) {
-        out->group_id = a.u.bytes;
-        has |= LEP_PROPERTIES_HAS_GROUP_ID;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* group-sequence: sequence-no -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->group_sequence = (uint32_t)a.u.u;
-        has |= LEP_PROPERTIES_HAS_GROUP_SEQUENCE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* reply-to-group-id: string */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_STRING) {
-        out->reply_to_group_id = a.u.bytes;
-        has |= LEP_PROPERTIES_HAS_REPLY_TO_GROUP_ID;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->message_id, 0)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* user-id: binary */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_binary(l, &out->user_id)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* to: * (address) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->to, 0)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
+    /* subject: string */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_string(l, &out->subject)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 3;
+    /* reply-to: * (address) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->reply_to, 0)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 4;
+    /* correlation-id: * (message-id) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->correlation_id, 0)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 5;
+    /* content-type: symbol */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_symbol(l, &out->content_type)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 6;
+    /* content-encoding: symbol */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_symbol(l, &out->content_encoding)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 7;
+    /* absolute-expiry-time: timestamp */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_timestamp(l, &out->absolute_expiry_time)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 8;
+    /* creation-time: timestamp */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_timestamp(l, &out->creation_time)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 9;
+    /* group-id: string */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_string(l, &out->group_id)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 10;
+    /* group-sequence: sequence-no -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->group_sequence)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 11;
+    /* reply-to-group-id: string */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_string(l, &out->reply_to_group_id)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 12;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     return 0;
 }
@@ -247,12 +216,11 @@ int
 lep_properties_decode_list(lep_reader_t *r, lep_properties_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return properties_fields(&l, out);
+    return decode_properties_fields(&l, out);
 }
 
 int
@@ -359,32 +327,27 @@ end:
 /* received */
 
 static int
-received_fields(lep_reader_t *l, lep_received_t *out)
+decode_received_fields(lep_reader_t *l, lep_received_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_received_init(out);
     /* section-number: uint, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->section_number = (uint32_t)a.u.u;
-        has |= LEP_RECEIVED_HAS_SECTION_NUMBER;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* section-offset: ulong, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_ULONG) {
-        out->section_offset = (uint64_t)a.u.u;
-        has |= LEP_RECEIVED_HAS_SECTION_OFFSET;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->section_number)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* section-offset: ulong, mandatory */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_ulong(l, &out->section_offset)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_RECEIVED_MANDATORY) != LEP_RECEIVED_MANDATORY)
         return LEP_ERR_DECODE;
@@ -395,12 +358,11 @@ int
 lep_received_decode_list(lep_reader_t *r, lep_received_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return received_fields(&l, out);
+    return decode_received_fields(&l, out);
 }
 
 int
@@ -432,22 +394,21 @@ lep_received_encode(lep_encoder_t *e, const lep_received_t *in)
 /* accepted */
 
 static int
-accepted_fields(lep_reader_t *l, lep_accepted_t *out)
+decode_accepted_fields(lep_reader_t *l, lep_accepted_t *out)
 {
     lep_accepted_init(out);
-    return skip_rest(l);
+    return finish_fields(l);
 }
 
 int
 lep_accepted_decode_list(lep_reader_t *r, lep_accepted_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return accepted_fields(&l, out);
+    return decode_accepted_fields(&l, out);
 }
 
 int
@@ -474,24 +435,21 @@ lep_accepted_encode(lep_encoder_t *e, const lep_accepted_t *in)
 /* rejected */
 
 static int
-rejected_fields(lep_reader_t *l, lep_rejected_t *out)
+decode_rejected_fields(lep_reader_t *l, lep_rejected_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_rejected_init(out);
     /* error: error (described) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_DESCRIBED)
-            return LEP_ERR_TYPE;
-        out->error = a.raw;
-        has |= LEP_REJECTED_HAS_ERROR;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->error, TYPE_BIT(LEP_TYPE_DESCRIBED))) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     return 0;
 }
@@ -500,12 +458,11 @@ int
 lep_rejected_decode_list(lep_reader_t *r, lep_rejected_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return rejected_fields(&l, out);
+    return decode_rejected_fields(&l, out);
 }
 
 int
@@ -540,22 +497,21 @@ end:
 /* released */
 
 static int
-released_fields(lep_reader_t *l, lep_released_t *out)
+decode_released_fields(lep_reader_t *l, lep_released_t *out)
 {
     lep_released_init(out);
-    return skip_rest(l);
+    return finish_fields(l);
 }
 
 int
 lep_released_decode_list(lep_reader_t *r, lep_released_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return released_fields(&l, out);
+    return decode_released_fields(&l, out);
 }
 
 int
@@ -582,40 +538,33 @@ lep_released_encode(lep_encoder_t *e, const lep_released_t *in)
 /* modified */
 
 static int
-modified_fields(lep_reader_t *l, lep_modified_t *out)
+decode_modified_fields(lep_reader_t *l, lep_modified_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_modified_init(out);
     /* delivery-failed: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->delivery_failed = a.u.b;
-        has |= LEP_MODIFIED_HAS_DELIVERY_FAILED;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* undeliverable-here: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->undeliverable_here = a.u.b;
-        has |= LEP_MODIFIED_HAS_UNDELIVERABLE_HERE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* message-annotations: fields (map) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_MAP)
-            return LEP_ERR_TYPE;
-        out->message_annotations = a.raw;
-        has |= LEP_MODIFIED_HAS_MESSAGE_ANNOTATIONS;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->delivery_failed)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* undeliverable-here: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->undeliverable_here)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* message-annotations: fields (map) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->message_annotations, TYPE_BIT(LEP_TYPE_MAP))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     return 0;
 }
@@ -624,12 +573,11 @@ int
 lep_modified_decode_list(lep_reader_t *r, lep_modified_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return modified_fields(&l, out);
+    return decode_modified_fields(&l, out);
 }
 
 int
@@ -676,102 +624,81 @@ end:
 /* source */
 
 static int
-source_fields(lep_reader_t *l, lep_source_t *out)
+decode_source_fields(lep_reader_t *l, lep_source_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_source_init(out);
     /* address: * (address) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        out->address = a.raw;
-        has |= LEP_SOURCE_HAS_ADDRESS;
-    }
-    /* durable: terminus-durability -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->durable = (uint32_t)a.u.u;
-        has |= LEP_SOURCE_HAS_DURABLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* expiry-policy: terminus-expiry-policy -> symbol */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_SYMBOL) {
-        out->expiry_policy = a.u.bytes;
-        has |= LEP_SOURCE_HAS_EXPIRY_POLICY;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* timeout: seconds -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->timeout = (uint32_t)a.u.u;
-        has |= LEP_SOURCE_HAS_TIMEOUT;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* dynamic: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->dynamic = a.u.b;
-        has |= LEP_SOURCE_HAS_DYNAMIC;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* dynamic-node-properties: node-properties (map) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_MAP)
-            return LEP_ERR_TYPE;
-        out->dynamic_node_properties = a.raw;
-        has |= LEP_SOURCE_HAS_DYNAMIC_NODE_PROPERTIES;
-    }
-    /* distribution-mode: symbol */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_SYMBOL) {
-        out->distribution_mode = a.u.bytes;
-        has |= LEP_SOURCE_HAS_DISTRIBUTION_MODE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* filter: filter-set (map) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_MAP)
-            return LEP_ERR_TYPE;
-        out->filter = a.raw;
-        has |= LEP_SOURCE_HAS_FILTER;
-    }
-    /* default-outcome: * (outcome) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_DESCRIBED)
-            return LEP_ERR_TYPE;
-        out->default_outcome = a.raw;
-        has |= LEP_SOURCE_HAS_DEFAULT_OUTCOME;
-    }
-    /* outcomes: symbol[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->outcomes = a.raw;
-        has |= LEP_SOURCE_HAS_OUTCOMES;
-    }
-    /* capabilities: symbol[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->capabilities = a.raw;
-        has |= LEP_SOURCE_HAS_CAPABILITIES;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->address, 0)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* durable: terminus-durability -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->durable)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* expiry-policy: terminus-expiry-policy -> symbol */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_symbol(l, &out->expiry_policy)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
+    /* timeout: seconds -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->timeout)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 3;
+    /* dynamic: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->dynamic)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 4;
+    /* dynamic-node-properties: node-properties (map) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->dynamic_node_properties, TYPE_BIT(LEP_TYPE_MAP))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 5;
+    /* distribution-mode: symbol */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_symbol(l, &out->distribution_mode)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 6;
+    /* filter: filter-set (map) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->filter, TYPE_BIT(LEP_TYPE_MAP))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 7;
+    /* default-outcome: * (outcome) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->default_outcome, TYPE_BIT(LEP_TYPE_DESCRIBED))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 8;
+    /* outcomes: symbol[] (array, or one symbol) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->outcomes, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 9;
+    /* capabilities: symbol[] (array, or one symbol) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->capabilities, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 10;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     return 0;
 }
@@ -780,12 +707,11 @@ int
 lep_source_decode_list(lep_reader_t *r, lep_source_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return source_fields(&l, out);
+    return decode_source_fields(&l, out);
 }
 
 int
@@ -880,70 +806,57 @@ end:
 /* target */
 
 static int
-target_fields(lep_reader_t *l, lep_target_t *out)
+decode_target_fields(lep_reader_t *l, lep_target_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_target_init(out);
     /* address: * (address) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        out->address = a.raw;
-        has |= LEP_TARGET_HAS_ADDRESS;
-    }
-    /* durable: terminus-durability -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->durable = (uint32_t)a.u.u;
-        has |= LEP_TARGET_HAS_DURABLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* expiry-policy: terminus-expiry-policy -> symbol */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_SYMBOL) {
-        out->expiry_policy = a.u.bytes;
-        has |= LEP_TARGET_HAS_EXPIRY_POLICY;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* timeout: seconds -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->timeout = (uint32_t)a.u.u;
-        has |= LEP_TARGET_HAS_TIMEOUT;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* dynamic: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->dynamic = a.u.b;
-        has |= LEP_TARGET_HAS_DYNAMIC;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* dynamic-node-properties: node-properties (map) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_MAP)
-            return LEP_ERR_TYPE;
-        out->dynamic_node_properties = a.raw;
-        has |= LEP_TARGET_HAS_DYNAMIC_NODE_PROPERTIES;
-    }
-    /* capabilities: symbol[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->capabilities = a.raw;
-        has |= LEP_TARGET_HAS_CAPABILITIES;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->address, 0)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* durable: terminus-durability -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->durable)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* expiry-policy: terminus-expiry-policy -> symbol */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_symbol(l, &out->expiry_policy)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
+    /* timeout: seconds -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->timeout)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 3;
+    /* dynamic: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->dynamic)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 4;
+    /* dynamic-node-properties: node-properties (map) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->dynamic_node_properties, TYPE_BIT(LEP_TYPE_MAP))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 5;
+    /* capabilities: symbol[] (array, or one symbol) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->capabilities, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 6;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     return 0;
 }
@@ -952,12 +865,11 @@ int
 lep_target_decode_list(lep_reader_t *r, lep_target_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return target_fields(&l, out);
+    return decode_target_fields(&l, out);
 }
 
 int
@@ -1028,22 +940,21 @@ end:
 /* delete-on-close */
 
 static int
-delete_on_close_fields(lep_reader_t *l, lep_delete_on_close_t *out)
+decode_delete_on_close_fields(lep_reader_t *l, lep_delete_on_close_t *out)
 {
     lep_delete_on_close_init(out);
-    return skip_rest(l);
+    return finish_fields(l);
 }
 
 int
 lep_delete_on_close_decode_list(lep_reader_t *r, lep_delete_on_close_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return delete_on_close_fields(&l, out);
+    return decode_delete_on_close_fields(&l, out);
 }
 
 int
@@ -1070,22 +981,21 @@ lep_delete_on_close_encode(lep_encoder_t *e, const lep_delete_on_close_t *in)
 /* delete-on-no-links */
 
 static int
-delete_on_no_links_fields(lep_reader_t *l, lep_delete_on_no_links_t *out)
+decode_delete_on_no_links_fields(lep_reader_t *l, lep_delete_on_no_links_t *out)
 {
     lep_delete_on_no_links_init(out);
-    return skip_rest(l);
+    return finish_fields(l);
 }
 
 int
 lep_delete_on_no_links_decode_list(lep_reader_t *r, lep_delete_on_no_links_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return delete_on_no_links_fields(&l, out);
+    return decode_delete_on_no_links_fields(&l, out);
 }
 
 int
@@ -1112,22 +1022,21 @@ lep_delete_on_no_links_encode(lep_encoder_t *e, const lep_delete_on_no_links_t *
 /* delete-on-no-messages */
 
 static int
-delete_on_no_messages_fields(lep_reader_t *l, lep_delete_on_no_messages_t *out)
+decode_delete_on_no_messages_fields(lep_reader_t *l, lep_delete_on_no_messages_t *out)
 {
     lep_delete_on_no_messages_init(out);
-    return skip_rest(l);
+    return finish_fields(l);
 }
 
 int
 lep_delete_on_no_messages_decode_list(lep_reader_t *r, lep_delete_on_no_messages_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return delete_on_no_messages_fields(&l, out);
+    return decode_delete_on_no_messages_fields(&l, out);
 }
 
 int
@@ -1154,22 +1063,21 @@ lep_delete_on_no_messages_encode(lep_encoder_t *e, const lep_delete_on_no_messag
 /* delete-on-no-links-or-messages */
 
 static int
-delete_on_no_links_or_messages_fields(lep_reader_t *l, lep_delete_on_no_links_or_messages_t *out)
+decode_delete_on_no_links_or_messages_fields(lep_reader_t *l, lep_delete_on_no_links_or_messages_t *out)
 {
     lep_delete_on_no_links_or_messages_init(out);
-    return skip_rest(l);
+    return finish_fields(l);
 }
 
 int
 lep_delete_on_no_links_or_messages_decode_list(lep_reader_t *r, lep_delete_on_no_links_or_messages_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return delete_on_no_links_or_messages_fields(&l, out);
+    return decode_delete_on_no_links_or_messages_fields(&l, out);
 }
 
 int

@@ -11,24 +11,21 @@
 /* sasl-mechanisms */
 
 static int
-sasl_mechanisms_fields(lep_reader_t *l, lep_sasl_mechanisms_t *out)
+decode_sasl_mechanisms_fields(lep_reader_t *l, lep_sasl_mechanisms_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_sasl_mechanisms_init(out);
     /* sasl-server-mechanisms: symbol[] (array, or one symbol), mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->sasl_server_mechanisms = a.raw;
-        has |= LEP_SASL_MECHANISMS_HAS_SASL_SERVER_MECHANISMS;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->sasl_server_mechanisms, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_SASL_MECHANISMS_MANDATORY) != LEP_SASL_MECHANISMS_MANDATORY)
         return LEP_ERR_DECODE;
@@ -39,12 +36,11 @@ int
 lep_sasl_mechanisms_decode_list(lep_reader_t *r, lep_sasl_mechanisms_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return sasl_mechanisms_fields(&l, out);
+    return decode_sasl_mechanisms_fields(&l, out);
 }
 
 int
@@ -75,40 +71,33 @@ lep_sasl_mechanisms_encode(lep_encoder_t *e, const lep_sasl_mechanisms_t *in)
 /* sasl-init */
 
 static int
-sasl_init_fields(lep_reader_t *l, lep_sasl_init_t *out)
+decode_sasl_init_fields(lep_reader_t *l, lep_sasl_init_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_sasl_init_init(out);
     /* mechanism: symbol, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_SYMBOL) {
-        out->mechanism = a.u.bytes;
-        has |= LEP_SASL_INIT_HAS_MECHANISM;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* initial-response: binary */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BINARY) {
-        out->initial_response = a.u.bytes;
-        has |= LEP_SASL_INIT_HAS_INITIAL_RESPONSE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* hostname: string */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_STRING) {
-        out->hostname = a.u.bytes;
-        has |= LEP_SASL_INIT_HAS_HOSTNAME;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_symbol(l, &out->mechanism)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* initial-response: binary */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_binary(l, &out->initial_response)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* hostname: string */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_string(l, &out->hostname)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_SASL_INIT_MANDATORY) != LEP_SASL_INIT_MANDATORY)
         return LEP_ERR_DECODE;
@@ -119,12 +108,11 @@ int
 lep_sasl_init_decode_list(lep_reader_t *r, lep_sasl_init_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return sasl_init_fields(&l, out);
+    return decode_sasl_init_fields(&l, out);
 }
 
 int
@@ -168,24 +156,21 @@ end:
 /* sasl-challenge */
 
 static int
-sasl_challenge_fields(lep_reader_t *l, lep_sasl_challenge_t *out)
+decode_sasl_challenge_fields(lep_reader_t *l, lep_sasl_challenge_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_sasl_challenge_init(out);
     /* challenge: binary, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BINARY) {
-        out->challenge = a.u.bytes;
-        has |= LEP_SASL_CHALLENGE_HAS_CHALLENGE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_binary(l, &out->challenge)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_SASL_CHALLENGE_MANDATORY) != LEP_SASL_CHALLENGE_MANDATORY)
         return LEP_ERR_DECODE;
@@ -196,12 +181,11 @@ int
 lep_sasl_challenge_decode_list(lep_reader_t *r, lep_sasl_challenge_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return sasl_challenge_fields(&l, out);
+    return decode_sasl_challenge_fields(&l, out);
 }
 
 int
@@ -232,24 +216,21 @@ lep_sasl_challenge_encode(lep_encoder_t *e, const lep_sasl_challenge_t *in)
 /* sasl-response */
 
 static int
-sasl_response_fields(lep_reader_t *l, lep_sasl_response_t *out)
+decode_sasl_response_fields(lep_reader_t *l, lep_sasl_response_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_sasl_response_init(out);
     /* response: binary, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BINARY) {
-        out->response = a.u.bytes;
-        has |= LEP_SASL_RESPONSE_HAS_RESPONSE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_binary(l, &out->response)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_SASL_RESPONSE_MANDATORY) != LEP_SASL_RESPONSE_MANDATORY)
         return LEP_ERR_DECODE;
@@ -260,12 +241,11 @@ int
 lep_sasl_response_decode_list(lep_reader_t *r, lep_sasl_response_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return sasl_response_fields(&l, out);
+    return decode_sasl_response_fields(&l, out);
 }
 
 int
@@ -296,32 +276,27 @@ lep_sasl_response_encode(lep_encoder_t *e, const lep_sasl_response_t *in)
 /* sasl-outcome */
 
 static int
-sasl_outcome_fields(lep_reader_t *l, lep_sasl_outcome_t *out)
+decode_sasl_outcome_fields(lep_reader_t *l, lep_sasl_outcome_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_sasl_outcome_init(out);
     /* code: sasl-code -> ubyte, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UBYTE) {
-        out->code = (uint8_t)a.u.u;
-        has |= LEP_SASL_OUTCOME_HAS_CODE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* additional-data: binary */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BINARY) {
-        out->additional_data = a.u.bytes;
-        has |= LEP_SASL_OUTCOME_HAS_ADDITIONAL_DATA;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_ubyte(l, &out->code)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* additional-data: binary */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_binary(l, &out->additional_data)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_SASL_OUTCOME_MANDATORY) != LEP_SASL_OUTCOME_MANDATORY)
         return LEP_ERR_DECODE;
@@ -332,12 +307,11 @@ int
 lep_sasl_outcome_decode_list(lep_reader_t *r, lep_sasl_outcome_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return sasl_outcome_fields(&l, out);
+    return decode_sasl_outcome_fields(&l, out);
 }
 
 int

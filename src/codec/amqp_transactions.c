@@ -11,24 +11,21 @@
 /* coordinator */
 
 static int
-coordinator_fields(lep_reader_t *l, lep_coordinator_t *out)
+decode_coordinator_fields(lep_reader_t *l, lep_coordinator_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_coordinator_init(out);
     /* capabilities: symbol[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->capabilities = a.raw;
-        has |= LEP_COORDINATOR_HAS_CAPABILITIES;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->capabilities, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     return 0;
 }
@@ -37,12 +34,11 @@ int
 lep_coordinator_decode_list(lep_reader_t *r, lep_coordinator_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return coordinator_fields(&l, out);
+    return decode_coordinator_fields(&l, out);
 }
 
 int
@@ -77,22 +73,21 @@ end:
 /* declare */
 
 static int
-declare_fields(lep_reader_t *l, lep_declare_t *out)
+decode_declare_fields(lep_reader_t *l, lep_declare_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_declare_init(out);
     /* global-id: * (global-tx-id) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        out->global_id = a.raw;
-        has |= LEP_DECLARE_HAS_GLOBAL_ID;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->global_id, 0)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     return 0;
 }
@@ -101,12 +96,11 @@ int
 lep_declare_decode_list(lep_reader_t *r, lep_declare_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return declare_fields(&l, out);
+    return decode_declare_fields(&l, out);
 }
 
 int
@@ -141,30 +135,27 @@ end:
 /* discharge */
 
 static int
-discharge_fields(lep_reader_t *l, lep_discharge_t *out)
+decode_discharge_fields(lep_reader_t *l, lep_discharge_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_discharge_init(out);
     /* txn-id: * (txn-id), mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        out->txn_id = a.raw;
-        has |= LEP_DISCHARGE_HAS_TXN_ID;
-    }
-    /* fail: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->fail = a.u.b;
-        has |= LEP_DISCHARGE_HAS_FAIL;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->txn_id, 0)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* fail: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->fail)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_DISCHARGE_MANDATORY) != LEP_DISCHARGE_MANDATORY)
         return LEP_ERR_DECODE;
@@ -175,12 +166,11 @@ int
 lep_discharge_decode_list(lep_reader_t *r, lep_discharge_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return discharge_fields(&l, out);
+    return decode_discharge_fields(&l, out);
 }
 
 int
@@ -218,22 +208,21 @@ end:
 /* declared */
 
 static int
-declared_fields(lep_reader_t *l, lep_declared_t *out)
+decode_declared_fields(lep_reader_t *l, lep_declared_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_declared_init(out);
     /* txn-id: * (txn-id), mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        out->txn_id = a.raw;
-        has |= LEP_DECLARED_HAS_TXN_ID;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->txn_id, 0)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_DECLARED_MANDATORY) != LEP_DECLARED_MANDATORY)
         return LEP_ERR_DECODE;
@@ -244,12 +233,11 @@ int
 lep_declared_decode_list(lep_reader_t *r, lep_declared_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return declared_fields(&l, out);
+    return decode_declared_fields(&l, out);
 }
 
 int
@@ -280,30 +268,27 @@ lep_declared_encode(lep_encoder_t *e, const lep_declared_t *in)
 /* transactional-state */
 
 static int
-transactional_state_fields(lep_reader_t *l, lep_transactional_state_t *out)
+decode_transactional_state_fields(lep_reader_t *l, lep_transactional_state_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_transactional_state_init(out);
     /* txn-id: * (txn-id), mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        out->txn_id = a.raw;
-        has |= LEP_TRANSACTIONAL_STATE_HAS_TXN_ID;
-    }
-    /* outcome: * (outcome) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_DESCRIBED)
-            return LEP_ERR_TYPE;
-        out->outcome = a.raw;
-        has |= LEP_TRANSACTIONAL_STATE_HAS_OUTCOME;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->txn_id, 0)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* outcome: * (outcome) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->outcome, TYPE_BIT(LEP_TYPE_DESCRIBED))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_TRANSACTIONAL_STATE_MANDATORY) != LEP_TRANSACTIONAL_STATE_MANDATORY)
         return LEP_ERR_DECODE;
@@ -314,12 +299,11 @@ int
 lep_transactional_state_decode_list(lep_reader_t *r, lep_transactional_state_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return transactional_state_fields(&l, out);
+    return decode_transactional_state_fields(&l, out);
 }
 
 int

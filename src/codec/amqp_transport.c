@@ -11,96 +11,75 @@
 /* open */
 
 static int
-open_fields(lep_reader_t *l, lep_open_t *out)
+decode_open_fields(lep_reader_t *l, lep_open_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_open_init(out);
     /* container-id: string, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_STRING) {
-        out->container_id = a.u.bytes;
-        has |= LEP_OPEN_HAS_CONTAINER_ID;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* hostname: string */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_STRING) {
-        out->hostname = a.u.bytes;
-        has |= LEP_OPEN_HAS_HOSTNAME;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* max-frame-size: uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->max_frame_size = (uint32_t)a.u.u;
-        has |= LEP_OPEN_HAS_MAX_FRAME_SIZE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* channel-max: ushort */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_USHORT) {
-        out->channel_max = (uint16_t)a.u.u;
-        has |= LEP_OPEN_HAS_CHANNEL_MAX;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* idle-time-out: milliseconds -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->idle_time_out = (uint32_t)a.u.u;
-        has |= LEP_OPEN_HAS_IDLE_TIME_OUT;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* outgoing-locales: ietf-language-tag[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->outgoing_locales = a.raw;
-        has |= LEP_OPEN_HAS_OUTGOING_LOCALES;
-    }
-    /* incoming-locales: ietf-language-tag[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->incoming_locales = a.raw;
-        has |= LEP_OPEN_HAS_INCOMING_LOCALES;
-    }
-    /* offered-capabilities: symbol[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->offered_capabilities = a.raw;
-        has |= LEP_OPEN_HAS_OFFERED_CAPABILITIES;
-    }
-    /* desired-capabilities: symbol[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->desired_capabilities = a.raw;
-        has |= LEP_OPEN_HAS_DESIRED_CAPABILITIES;
-    }
-    /* properties: fields (map) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_MAP)
-            return LEP_ERR_TYPE;
-        out->properties = a.raw;
-        has |= LEP_OPEN_HAS_PROPERTIES;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_string(l, &out->container_id)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* hostname: string */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_string(l, &out->hostname)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* max-frame-size: uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->max_frame_size)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
+    /* channel-max: ushort */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_ushort(l, &out->channel_max)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 3;
+    /* idle-time-out: milliseconds -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->idle_time_out)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 4;
+    /* outgoing-locales: ietf-language-tag[] (array, or one symbol) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->outgoing_locales, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 5;
+    /* incoming-locales: ietf-language-tag[] (array, or one symbol) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->incoming_locales, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 6;
+    /* offered-capabilities: symbol[] (array, or one symbol) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->offered_capabilities, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 7;
+    /* desired-capabilities: symbol[] (array, or one symbol) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->desired_capabilities, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 8;
+    /* properties: fields (map) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->properties, TYPE_BIT(LEP_TYPE_MAP))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 9;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_OPEN_MANDATORY) != LEP_OPEN_MANDATORY)
         return LEP_ERR_DECODE;
@@ -111,12 +90,11 @@ int
 lep_open_decode_list(lep_reader_t *r, lep_open_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return open_fields(&l, out);
+    return decode_open_fields(&l, out);
 }
 
 int
@@ -202,80 +180,63 @@ end:
 /* begin */
 
 static int
-begin_fields(lep_reader_t *l, lep_begin_t *out)
+decode_begin_fields(lep_reader_t *l, lep_begin_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_begin_init(out);
     /* remote-channel: ushort */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_USHORT) {
-        out->remote_channel = (uint16_t)a.u.u;
-        has |= LEP_BEGIN_HAS_REMOTE_CHANNEL;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* next-outgoing-id: transfer-number -> uint, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->next_outgoing_id = (uint32_t)a.u.u;
-        has |= LEP_BEGIN_HAS_NEXT_OUTGOING_ID;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* incoming-window: uint, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->incoming_window = (uint32_t)a.u.u;
-        has |= LEP_BEGIN_HAS_INCOMING_WINDOW;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* outgoing-window: uint, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->outgoing_window = (uint32_t)a.u.u;
-        has |= LEP_BEGIN_HAS_OUTGOING_WINDOW;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* handle-max: handle -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->handle_max = (uint32_t)a.u.u;
-        has |= LEP_BEGIN_HAS_HANDLE_MAX;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* offered-capabilities: symbol[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->offered_capabilities = a.raw;
-        has |= LEP_BEGIN_HAS_OFFERED_CAPABILITIES;
-    }
-    /* desired-capabilities: symbol[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->desired_capabilities = a.raw;
-        has |= LEP_BEGIN_HAS_DESIRED_CAPABILITIES;
-    }
-    /* properties: fields (map) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_MAP)
-            return LEP_ERR_TYPE;
-        out->properties = a.raw;
-        has |= LEP_BEGIN_HAS_PROPERTIES;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_ushort(l, &out->remote_channel)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* next-outgoing-id: transfer-number -> uint, mandatory */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->next_outgoing_id)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* incoming-window: uint, mandatory */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->incoming_window)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
+    /* outgoing-window: uint, mandatory */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->outgoing_window)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 3;
+    /* handle-max: handle -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->handle_max)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 4;
+    /* offered-capabilities: symbol[] (array, or one symbol) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->offered_capabilities, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 5;
+    /* desired-capabilities: symbol[] (array, or one symbol) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->desired_capabilities, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 6;
+    /* properties: fields (map) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->properties, TYPE_BIT(LEP_TYPE_MAP))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 7;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_BEGIN_MANDATORY) != LEP_BEGIN_MANDATORY)
         return LEP_ERR_DECODE;
@@ -286,12 +247,11 @@ int
 lep_begin_decode_list(lep_reader_t *r, lep_begin_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return begin_fields(&l, out);
+    return decode_begin_fields(&l, out);
 }
 
 int
@@ -355,128 +315,99 @@ end:
 /* attach */
 
 static int
-attach_fields(lep_reader_t *l, lep_attach_t *out)
+decode_attach_fields(lep_reader_t *l, lep_attach_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_attach_init(out);
     /* name: string, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_STRING) {
-        out->name = a.u.bytes;
-        has |= LEP_ATTACH_HAS_NAME;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* handle: handle -> uint, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->handle = (uint32_t)a.u.u;
-        has |= LEP_ATTACH_HAS_HANDLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* role: role -> boolean, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->role = a.u.b;
-        has |= LEP_ATTACH_HAS_ROLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* snd-settle-mode: sender-settle-mode -> ubyte */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UBYTE) {
-        out->snd_settle_mode = (uint8_t)a.u.u;
-        has |= LEP_ATTACH_HAS_SND_SETTLE_MODE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* rcv-settle-mode: receiver-settle-mode -> ubyte */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UBYTE) {
-        out->rcv_settle_mode = (uint8_t)a.u.u;
-        has |= LEP_ATTACH_HAS_RCV_SETTLE_MODE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* source: * (source) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_DESCRIBED)
-            return LEP_ERR_TYPE;
-        out->source = a.raw;
-        has |= LEP_ATTACH_HAS_SOURCE;
-    }
-    /* target: * (target) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_DESCRIBED)
-            return LEP_ERR_TYPE;
-        out->target = a.raw;
-        has |= LEP_ATTACH_HAS_TARGET;
-    }
-    /* unsettled: map */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_MAP)
-            return LEP_ERR_TYPE;
-        out->unsettled = a.raw;
-        has |= LEP_ATTACH_HAS_UNSETTLED;
-    }
-    /* incomplete-unsettled: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->incomplete_unsettled = a.u.b;
-        has |= LEP_ATTACH_HAS_INCOMPLETE_UNSETTLED;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* initial-delivery-count: sequence-no -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->initial_delivery_count = (uint32_t)a.u.u;
-        has |= LEP_ATTACH_HAS_INITIAL_DELIVERY_COUNT;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* max-message-size: ulong */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_ULONG) {
-        out->max_message_size = (uint64_t)a.u.u;
-        has |= LEP_ATTACH_HAS_MAX_MESSAGE_SIZE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* offered-capabilities: symbol[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->offered_capabilities = a.raw;
-        has |= LEP_ATTACH_HAS_OFFERED_CAPABILITIES;
-    }
-    /* desired-capabilities: symbol[] (array, or one symbol) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_ARRAY && a.type != LEP_TYPE_SYMBOL)
-            return LEP_ERR_TYPE;
-        out->desired_capabilities = a.raw;
-        has |= LEP_ATTACH_HAS_DESIRED_CAPABILITIES;
-    }
-    /* properties: fields (map) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_MAP)
-            return LEP_ERR_TYPE;
-        out->properties = a.raw;
-        has |= LEP_ATTACH_HAS_PROPERTIES;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_string(l, &out->name)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* handle: handle -> uint, mandatory */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->handle)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* role: role -> boolean, mandatory */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->role)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
+    /* snd-settle-mode: sender-settle-mode -> ubyte */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_ubyte(l, &out->snd_settle_mode)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 3;
+    /* rcv-settle-mode: receiver-settle-mode -> ubyte */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_ubyte(l, &out->rcv_settle_mode)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 4;
+    /* source: * (source) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->source, TYPE_BIT(LEP_TYPE_DESCRIBED))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 5;
+    /* target: * (target) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->target, TYPE_BIT(LEP_TYPE_DESCRIBED))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 6;
+    /* unsettled: map */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->unsettled, TYPE_BIT(LEP_TYPE_MAP))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 7;
+    /* incomplete-unsettled: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->incomplete_unsettled)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 8;
+    /* initial-delivery-count: sequence-no -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->initial_delivery_count)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 9;
+    /* max-message-size: ulong */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_ulong(l, &out->max_message_size)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 10;
+    /* offered-capabilities: symbol[] (array, or one symbol) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->offered_capabilities, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 11;
+    /* desired-capabilities: symbol[] (array, or one symbol) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->desired_capabilities, TYPE_BIT(LEP_TYPE_ARRAY) | TYPE_BIT(LEP_TYPE_SYMBOL))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 12;
+    /* properties: fields (map) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->properties, TYPE_BIT(LEP_TYPE_MAP))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 13;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_ATTACH_MANDATORY) != LEP_ATTACH_MANDATORY)
         return LEP_ERR_DECODE;
@@ -487,12 +418,11 @@ int
 lep_attach_decode_list(lep_reader_t *r, lep_attach_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return attach_fields(&l, out);
+    return decode_attach_fields(&l, out);
 }
 
 int
@@ -592,104 +522,81 @@ end:
 /* flow */
 
 static int
-flow_fields(lep_reader_t *l, lep_flow_t *out)
+decode_flow_fields(lep_reader_t *l, lep_flow_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_flow_init(out);
     /* next-incoming-id: transfer-number -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->next_incoming_id = (uint32_t)a.u.u;
-        has |= LEP_FLOW_HAS_NEXT_INCOMING_ID;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* incoming-window: uint, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->incoming_window = (uint32_t)a.u.u;
-        has |= LEP_FLOW_HAS_INCOMING_WINDOW;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* next-outgoing-id: transfer-number -> uint, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->next_outgoing_id = (uint32_t)a.u.u;
-        has |= LEP_FLOW_HAS_NEXT_OUTGOING_ID;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* outgoing-window: uint, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->outgoing_window = (uint32_t)a.u.u;
-        has |= LEP_FLOW_HAS_OUTGOING_WINDOW;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* handle: handle -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->handle = (uint32_t)a.u.u;
-        has |= LEP_FLOW_HAS_HANDLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* delivery-count: sequence-no -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->delivery_count = (uint32_t)a.u.u;
-        has |= LEP_FLOW_HAS_DELIVERY_COUNT;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* link-credit: uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->link_credit = (uint32_t)a.u.u;
-        has |= LEP_FLOW_HAS_LINK_CREDIT;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* available: uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->available = (uint32_t)a.u.u;
-        has |= LEP_FLOW_HAS_AVAILABLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* drain: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->drain = a.u.b;
-        has |= LEP_FLOW_HAS_DRAIN;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* echo: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->echo = a.u.b;
-        has |= LEP_FLOW_HAS_ECHO;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* properties: fields (map) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_MAP)
-            return LEP_ERR_TYPE;
-        out->properties = a.raw;
-        has |= LEP_FLOW_HAS_PROPERTIES;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->next_incoming_id)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* incoming-window: uint, mandatory */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->incoming_window)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* next-outgoing-id: transfer-number -> uint, mandatory */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->next_outgoing_id)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
+    /* outgoing-window: uint, mandatory */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->outgoing_window)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 3;
+    /* handle: handle -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->handle)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 4;
+    /* delivery-count: sequence-no -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->delivery_count)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 5;
+    /* link-credit: uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->link_credit)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 6;
+    /* available: uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->available)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 7;
+    /* drain: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->drain)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 8;
+    /* echo: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->echo)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 9;
+    /* properties: fields (map) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->properties, TYPE_BIT(LEP_TYPE_MAP))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 10;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_FLOW_MANDATORY) != LEP_FLOW_MANDATORY)
         return LEP_ERR_DECODE;
@@ -700,12 +607,11 @@ int
 lep_flow_decode_list(lep_reader_t *r, lep_flow_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return flow_fields(&l, out);
+    return decode_flow_fields(&l, out);
 }
 
 int
@@ -787,104 +693,81 @@ end:
 /* transfer */
 
 static int
-transfer_fields(lep_reader_t *l, lep_transfer_t *out)
+decode_transfer_fields(lep_reader_t *l, lep_transfer_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_transfer_init(out);
     /* handle: handle -> uint, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->handle = (uint32_t)a.u.u;
-        has |= LEP_TRANSFER_HAS_HANDLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* delivery-id: delivery-number -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->delivery_id = (uint32_t)a.u.u;
-        has |= LEP_TRANSFER_HAS_DELIVERY_ID;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* delivery-tag: delivery-tag -> binary */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BINARY) {
-        out->delivery_tag = a.u.bytes;
-        has |= LEP_TRANSFER_HAS_DELIVERY_TAG;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* message-format: message-format -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->message_format = (uint32_t)a.u.u;
-        has |= LEP_TRANSFER_HAS_MESSAGE_FORMAT;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* settled: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->settled = a.u.b;
-        has |= LEP_TRANSFER_HAS_SETTLED;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* more: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->more = a.u.b;
-        has |= LEP_TRANSFER_HAS_MORE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* rcv-settle-mode: receiver-settle-mode -> ubyte */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UBYTE) {
-        out->rcv_settle_mode = (uint8_t)a.u.u;
-        has |= LEP_TRANSFER_HAS_RCV_SETTLE_MODE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* state: * (delivery-state) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_DESCRIBED)
-            return LEP_ERR_TYPE;
-        out->state = a.raw;
-        has |= LEP_TRANSFER_HAS_STATE;
-    }
-    /* resume: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->resume = a.u.b;
-        has |= LEP_TRANSFER_HAS_RESUME;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* aborted: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->aborted = a.u.b;
-        has |= LEP_TRANSFER_HAS_ABORTED;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* batchable: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->batchable = a.u.b;
-        has |= LEP_TRANSFER_HAS_BATCHABLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->handle)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* delivery-id: delivery-number -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->delivery_id)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* delivery-tag: delivery-tag -> binary */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_binary(l, &out->delivery_tag)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
+    /* message-format: message-format -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->message_format)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 3;
+    /* settled: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->settled)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 4;
+    /* more: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->more)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 5;
+    /* rcv-settle-mode: receiver-settle-mode -> ubyte */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_ubyte(l, &out->rcv_settle_mode)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 6;
+    /* state: * (delivery-state) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->state, TYPE_BIT(LEP_TYPE_DESCRIBED))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 7;
+    /* resume: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->resume)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 8;
+    /* aborted: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->aborted)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 9;
+    /* batchable: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->batchable)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 10;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_TRANSFER_MANDATORY) != LEP_TRANSFER_MANDATORY)
         return LEP_ERR_DECODE;
@@ -895,12 +778,11 @@ int
 lep_transfer_decode_list(lep_reader_t *r, lep_transfer_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return transfer_fields(&l, out);
+    return decode_transfer_fields(&l, out);
 }
 
 int
@@ -992,64 +874,51 @@ end:
 /* disposition */
 
 static int
-disposition_fields(lep_reader_t *l, lep_disposition_t *out)
+decode_disposition_fields(lep_reader_t *l, lep_disposition_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_disposition_init(out);
     /* role: role -> boolean, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->role = a.u.b;
-        has |= LEP_DISPOSITION_HAS_ROLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* first: delivery-number -> uint, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->first = (uint32_t)a.u.u;
-        has |= LEP_DISPOSITION_HAS_FIRST;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* last: delivery-number -> uint */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->last = (uint32_t)a.u.u;
-        has |= LEP_DISPOSITION_HAS_LAST;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* settled: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->settled = a.u.b;
-        has |= LEP_DISPOSITION_HAS_SETTLED;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* state: * (delivery-state) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_DESCRIBED)
-            return LEP_ERR_TYPE;
-        out->state = a.raw;
-        has |= LEP_DISPOSITION_HAS_STATE;
-    }
-    /* batchable: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->batchable = a.u.b;
-        has |= LEP_DISPOSITION_HAS_BATCHABLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->role)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* first: delivery-number -> uint, mandatory */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->first)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* last: delivery-number -> uint */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->last)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
+    /* settled: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->settled)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 3;
+    /* state: * (delivery-state) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->state, TYPE_BIT(LEP_TYPE_DESCRIBED))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 4;
+    /* batchable: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->batchable)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 5;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_DISPOSITION_MANDATORY) != LEP_DISPOSITION_MANDATORY)
         return LEP_ERR_DECODE;
@@ -1060,12 +929,11 @@ int
 lep_disposition_decode_list(lep_reader_t *r, lep_disposition_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return disposition_fields(&l, out);
+    return decode_disposition_fields(&l, out);
 }
 
 int
@@ -1122,40 +990,33 @@ end:
 /* detach */
 
 static int
-detach_fields(lep_reader_t *l, lep_detach_t *out)
+decode_detach_fields(lep_reader_t *l, lep_detach_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_detach_init(out);
     /* handle: handle -> uint, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_UINT) {
-        out->handle = (uint32_t)a.u.u;
-        has |= LEP_DETACH_HAS_HANDLE;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* closed: boolean */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_BOOL) {
-        out->closed = a.u.b;
-        has |= LEP_DETACH_HAS_CLOSED;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* error: error (described) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_DESCRIBED)
-            return LEP_ERR_TYPE;
-        out->error = a.raw;
-        has |= LEP_DETACH_HAS_ERROR;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_uint(l, &out->handle)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* closed: boolean */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_bool(l, &out->closed)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* error: error (described) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->error, TYPE_BIT(LEP_TYPE_DESCRIBED))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_DETACH_MANDATORY) != LEP_DETACH_MANDATORY)
         return LEP_ERR_DECODE;
@@ -1166,12 +1027,11 @@ int
 lep_detach_decode_list(lep_reader_t *r, lep_detach_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return detach_fields(&l, out);
+    return decode_detach_fields(&l, out);
 }
 
 int
@@ -1215,24 +1075,21 @@ end:
 /* end */
 
 static int
-end_fields(lep_reader_t *l, lep_end_t *out)
+decode_end_fields(lep_reader_t *l, lep_end_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_end_init(out);
     /* error: error (described) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_DESCRIBED)
-            return LEP_ERR_TYPE;
-        out->error = a.raw;
-        has |= LEP_END_HAS_ERROR;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->error, TYPE_BIT(LEP_TYPE_DESCRIBED))) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     return 0;
 }
@@ -1241,12 +1098,11 @@ int
 lep_end_decode_list(lep_reader_t *r, lep_end_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return end_fields(&l, out);
+    return decode_end_fields(&l, out);
 }
 
 int
@@ -1281,24 +1137,21 @@ end:
 /* close */
 
 static int
-close_fields(lep_reader_t *l, lep_close_t *out)
+decode_close_fields(lep_reader_t *l, lep_close_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_close_init(out);
     /* error: error (described) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_DESCRIBED)
-            return LEP_ERR_TYPE;
-        out->error = a.raw;
-        has |= LEP_CLOSE_HAS_ERROR;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->error, TYPE_BIT(LEP_TYPE_DESCRIBED))) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     return 0;
 }
@@ -1307,12 +1160,11 @@ int
 lep_close_decode_list(lep_reader_t *r, lep_close_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return close_fields(&l, out);
+    return decode_close_fields(&l, out);
 }
 
 int
@@ -1347,40 +1199,33 @@ end:
 /* error */
 
 static int
-error_fields(lep_reader_t *l, lep_error_t *out)
+decode_error_fields(lep_reader_t *l, lep_error_t *out)
 {
-    lep_atom_t a;
     uint32_t has = 0;
     int rc;
 
     lep_error_init(out);
     /* condition: symbol, mandatory */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_SYMBOL) {
-        out->condition = a.u.bytes;
-        has |= LEP_ERROR_HAS_CONDITION;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* description: string */
-    NEXT_FIELD(l, a, done);
-    if (a.type == LEP_TYPE_STRING) {
-        out->description = a.u.bytes;
-        has |= LEP_ERROR_HAS_DESCRIPTION;
-    } else if (a.type != LEP_TYPE_NULL) {
-        return LEP_ERR_TYPE;
-    }
-    /* info: fields (map) */
-    NEXT_FIELD(l, a, done);
-    if (a.type != LEP_TYPE_NULL) {
-        if (a.type != LEP_TYPE_MAP)
-            return LEP_ERR_TYPE;
-        out->info = a.raw;
-        has |= LEP_ERROR_HAS_INFO;
-    }
-    if ((rc = skip_rest(l)) != 0)
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_symbol(l, &out->condition)) < 0)
         return rc;
+    has |= (uint32_t)rc << 0;
+    /* description: string */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_string(l, &out->description)) < 0)
+        return rc;
+    has |= (uint32_t)rc << 1;
+    /* info: fields (map) */
+    if (fields_done(l))
+        goto done;
+    if ((rc = get_raw(l, &out->info, TYPE_BIT(LEP_TYPE_MAP))) < 0)
+        return rc;
+    has |= (uint32_t)rc << 2;
 done:
+    if ((rc = finish_fields(l)) != 0)
+        return rc;
     out->present = has;
     if ((has & LEP_ERROR_MANDATORY) != LEP_ERROR_MANDATORY)
         return LEP_ERR_DECODE;
@@ -1391,12 +1236,11 @@ int
 lep_error_decode_list(lep_reader_t *r, lep_error_t *out)
 {
     lep_reader_t l;
-    uint32_t n;
     int rc;
 
-    if ((rc = lep_read_list(r, &l, &n)) != 0)
+    if ((rc = enter_fields(r, &l)) != 0)
         return rc;
-    return error_fields(&l, out);
+    return decode_error_fields(&l, out);
 }
 
 int

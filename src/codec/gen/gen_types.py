@@ -552,7 +552,19 @@ IMPL_HEADER = """\
 
 #include <lepton/amqp_types.h>
 
+#include "codec/codec_internal.h"
+
 #include <string.h>
+
+/* Transfers, dispositions and flows are decoded once per message, so the
+ * encodings peers actually send (smallulong descriptor, list8, null,
+ * uint0/smalluint/uint, true/false, vbin8...) are read inline here.
+ * Anything else -- the wider legal forms, wrong types, malformed or short
+ * input -- goes through the general reader, which therefore remains the
+ * single judge of what is legal: the inline paths only accept what it
+ * accepts and produce the same reader state. */
+
+/* ---- descriptor and list ---- */
 
 /* Reads the descriptor of a described value.  A symbolic descriptor is
  * mapped to its code so that callers switch on codes only; an unknown name
@@ -560,10 +572,17 @@ IMPL_HEADER = """\
 static inline int
 read_descriptor_code(lep_reader_t *r, uint64_t *code)
 {
+    const uint8_t *p = r->p;
     lep_bytes_t name;
-    int rc = lep_read_descriptor(r, code, &name);
+    int rc;
 
-    if (rc != 0)
+    if (r->end - p >= 3 && p[0] == LEP_FC_DESCRIBED && p[1] == LEP_FC_SMALLULONG &&
+        r->remaining != 0 && r->array_code == 0 && r->depth < LEP_CODEC_MAX_DEPTH) {
+        *code = p[2];
+        r->p = p + 3; /* the described value still counts as the element */
+        return 0;
+    }
+    if ((rc = lep_read_descriptor(r, code, &name)) != 0)
         return rc;
     if (name.ptr != NULL) {
         const lep_descriptor_info_t *d = lep_descriptor_lookup_name(name);
@@ -584,19 +603,285 @@ expect_descriptor(lep_reader_t *r, uint64_t want)
     return code == want ? 0 : LEP_ERR_TYPE;
 }
 
-/* Fields beyond those the spec defines come from a later version of the
- * protocol: they are skipped, not refused. */
+/* Opens the list of a composite's fields (lep_read_list, with list0 and
+ * list8 inline). */
 static inline int
-skip_rest(lep_reader_t *l)
+enter_fields(lep_reader_t *r, lep_reader_t *l)
 {
-    while (!lep_reader_done(l)) {
+    const uint8_t *p = r->p;
+    size_t avail = (size_t)(r->end - p);
+    uint32_t n;
+
+    if (avail >= 1 && r->remaining != 0 && r->array_code == 0 &&
+        r->depth + 1 < LEP_CODEC_MAX_DEPTH) {
+        if (p[0] == LEP_FC_LIST0) {
+            *l = (lep_reader_t){.p = p + 1, .end = p + 1, .depth = (uint8_t)(r->depth + 1)};
+            r->p = p + 1;
+            if (r->remaining != UINT32_MAX)
+                r->remaining--;
+            return 0;
+        }
+        /* list8: size, then count; every element takes a byte at least */
+        if (p[0] == LEP_FC_LIST8 && avail >= 3 && avail - 2 >= p[1] && p[1] >= 1 &&
+            p[2] <= p[1] - 1) {
+            *l = (lep_reader_t){.p = p + 3, .end = p + 2 + p[1], .remaining = p[2],
+                                .depth = (uint8_t)(r->depth + 1)};
+            r->p = p + 2 + p[1];
+            if (r->remaining != UINT32_MAX)
+                r->remaining--;
+            return 0;
+        }
+    }
+    return lep_read_list(r, l, &n);
+}
+
+/* Same as lep_reader_done, inline. */
+static inline bool
+fields_done(const lep_reader_t *l)
+{
+    return l->remaining == UINT32_MAX ? l->p >= l->end : l->remaining == 0;
+}
+
+/* Fields beyond those the spec defines come from a later version of the
+ * protocol: they are skipped, not refused.  Bytes left in the list after
+ * its last element mean its size and count disagree. */
+static inline int
+finish_fields(lep_reader_t *l)
+{
+    while (!fields_done(l)) {
         int rc = lep_reader_skip(l);
 
         if (rc != 0)
             return rc;
     }
-    return 0;
+    return l->p == l->end ? 0 : LEP_ERR_DECODE;
 }
+
+/* ---- fields ----
+ * Each get_* reads one list element into *out and returns 1, returns 0
+ * for null (out untouched), or a negative error: LEP_ERR_TYPE for a value
+ * of another type.  Call only when !fields_done(l). */
+
+static inline void
+took(lep_reader_t *l, const uint8_t *next)
+{
+    l->p = next;
+    if (l->remaining != UINT32_MAX)
+        l->remaining--;
+}
+
+/* The general path: one value through the reader, null or of type t. */
+static inline int
+get_atom(lep_reader_t *l, lep_type_t t, lep_atom_t *a)
+{
+    int rc = lep_reader_next(l, a);
+
+    if (rc != 0)
+        return rc;
+    if (a->type == LEP_TYPE_NULL)
+        return 0;
+    return a->type == t ? 1 : LEP_ERR_TYPE;
+}
+
+/* l->p < l->end and no array: the inline paths may look at p[0]. */
+#define FAST(l) ((l)->p < (l)->end && (l)->array_code == 0)
+
+static inline int
+get_bool(lep_reader_t *l, bool *out)
+{
+    const uint8_t *p = l->p;
+    lep_atom_t a;
+    int rc;
+
+    if (FAST(l)) {
+        switch (p[0]) {
+        case LEP_FC_NULL:  took(l, p + 1); return 0;
+        case LEP_FC_TRUE:  *out = true; took(l, p + 1); return 1;
+        case LEP_FC_FALSE: *out = false; took(l, p + 1); return 1;
+        }
+    }
+    if ((rc = get_atom(l, LEP_TYPE_BOOL, &a)) > 0)
+        *out = a.u.b;
+    return rc;
+}
+
+static inline int
+get_ubyte(lep_reader_t *l, uint8_t *out)
+{
+    const uint8_t *p = l->p;
+    lep_atom_t a;
+    int rc;
+
+    if (FAST(l)) {
+        if (p[0] == LEP_FC_NULL) {
+            took(l, p + 1);
+            return 0;
+        }
+        if (p[0] == LEP_FC_UBYTE && l->end - p >= 2) {
+            *out = p[1];
+            took(l, p + 2);
+            return 1;
+        }
+    }
+    if ((rc = get_atom(l, LEP_TYPE_UBYTE, &a)) > 0)
+        *out = (uint8_t)a.u.u;
+    return rc;
+}
+
+static inline int
+get_ushort(lep_reader_t *l, uint16_t *out)
+{
+    lep_atom_t a;
+    int rc;
+
+    if ((rc = get_atom(l, LEP_TYPE_USHORT, &a)) > 0)
+        *out = (uint16_t)a.u.u;
+    return rc;
+}
+
+static inline int
+get_uint(lep_reader_t *l, uint32_t *out)
+{
+    const uint8_t *p = l->p;
+    lep_atom_t a;
+    int rc;
+
+    if (FAST(l)) {
+        switch (p[0]) {
+        case LEP_FC_NULL:
+            took(l, p + 1);
+            return 0;
+        case LEP_FC_UINT0:
+            *out = 0;
+            took(l, p + 1);
+            return 1;
+        case LEP_FC_SMALLUINT:
+            if (l->end - p >= 2) {
+                *out = p[1];
+                took(l, p + 2);
+                return 1;
+            }
+            break;
+        case LEP_FC_UINT:
+            if (l->end - p >= 5) {
+                *out = lepi_be32(p + 1);
+                took(l, p + 5);
+                return 1;
+            }
+            break;
+        }
+    }
+    if ((rc = get_atom(l, LEP_TYPE_UINT, &a)) > 0)
+        *out = (uint32_t)a.u.u;
+    return rc;
+}
+
+static inline int
+get_ulong(lep_reader_t *l, uint64_t *out)
+{
+    lep_atom_t a;
+    int rc;
+
+    if ((rc = get_atom(l, LEP_TYPE_ULONG, &a)) > 0)
+        *out = a.u.u;
+    return rc;
+}
+
+static inline int
+get_binary(lep_reader_t *l, lep_bytes_t *out)
+{
+    const uint8_t *p = l->p;
+    lep_atom_t a;
+    int rc;
+
+    if (FAST(l)) {
+        if (p[0] == LEP_FC_NULL) {
+            took(l, p + 1);
+            return 0;
+        }
+        if (p[0] == LEP_FC_VBIN8 && l->end - p >= 2 && (size_t)(l->end - p) - 2 >= p[1]) {
+            *out = (lep_bytes_t){p + 2, p[1]};
+            took(l, p + 2 + p[1]);
+            return 1;
+        }
+    }
+    if ((rc = get_atom(l, LEP_TYPE_BINARY, &a)) > 0)
+        *out = a.u.bytes;
+    return rc;
+}
+
+/* Strings and symbols are checked (UTF-8, ASCII) by the reader. */
+static inline int
+get_string(lep_reader_t *l, lep_bytes_t *out)
+{
+    lep_atom_t a;
+    int rc;
+
+    if ((rc = get_atom(l, LEP_TYPE_STRING, &a)) > 0)
+        *out = a.u.bytes;
+    return rc;
+}
+
+static inline int
+get_symbol(lep_reader_t *l, lep_bytes_t *out)
+{
+    lep_atom_t a;
+    int rc;
+
+    if ((rc = get_atom(l, LEP_TYPE_SYMBOL, &a)) > 0)
+        *out = a.u.bytes;
+    return rc;
+}
+
+static inline int
+get_timestamp(lep_reader_t *l, int64_t *out)
+{
+    lep_atom_t a;
+    int rc;
+
+    if ((rc = get_atom(l, LEP_TYPE_TIMESTAMP, &a)) > 0)
+        *out = a.u.i;
+    return rc;
+}
+
+#define TYPE_BIT(t) (UINT32_C(1) << (t))
+
+/* A field kept as the view of its encoding (maps, composites, "*",
+ * multiple="true").  accept: TYPE_BIT()s of the types allowed, 0 for any. */
+static inline int
+get_raw(lep_reader_t *l, lep_bytes_t *out, uint32_t accept)
+{
+    const uint8_t *p = l->p;
+    lep_atom_t a;
+    int rc;
+
+    if (FAST(l)) {
+        if (p[0] == LEP_FC_NULL) {
+            took(l, p + 1);
+            return 0;
+        }
+        /* an outcome without fields, e.g. accepted: 00 53 24 45 */
+        if (p[0] == LEP_FC_DESCRIBED && l->end - p >= 4 && p[1] == LEP_FC_SMALLULONG &&
+            p[3] == LEP_FC_LIST0 && l->depth < LEP_CODEC_MAX_DEPTH &&
+            (accept == 0 || (accept & TYPE_BIT(LEP_TYPE_DESCRIBED)) != 0)) {
+            *out = (lep_bytes_t){p, 4};
+            took(l, p + 4);
+            return 1;
+        }
+    }
+    if ((rc = lep_reader_next(l, &a)) != 0)
+        return rc;
+    if (rc != 0)
+        return rc;
+    if (a.type == LEP_TYPE_NULL)
+        return 0;
+    if (accept != 0 && (accept & TYPE_BIT(a.type)) == 0)
+        return LEP_ERR_TYPE;
+    *out = a.raw;
+    return 1;
+}
+
+/* ---- encoding ---- */
 
 /* The encoder's error is sticky, so a refused value must become that error
  * too, or a caller checking only at the end would miss it. */
@@ -619,48 +904,25 @@ put_raw(lep_encoder_t *e, lep_bytes_t v)
         lep_encode_raw(e, v.ptr, v.len);
 }
 
-/* Moves to the next list element; leaves through `label` when the list has
- * no more (fewer fields than the spec defines is legal: the rest are
- * absent). */
-#define NEXT_FIELD(l, a, label)                         \\
-    do {                                                \\
-        int rc_;                                        \\
-        if (lep_reader_done(l))                         \\
-            goto label;                                 \\
-        if ((rc_ = lep_reader_next((l), &(a))) != 0)    \\
-            return rc_;                                 \\
-    } while (0)
-
 #endif"""
+GETTERS = {"boolean", "ubyte", "ushort", "uint", "ulong", "binary", "string", "symbol", "timestamp"}
+
+
 def gen_decode_field(o, t, f):
-    bit = has_bit(t, f)
     o("    /* %s: %s%s */" % (f.name, f.what, ", mandatory" if f.mandatory else ""))
-    o("    NEXT_FIELD(l, a, done);")
+    o("    if (fields_done(l))")
+    o("        goto done;")
     if f.kind == "raw":
-        o("    if (a.type != LEP_TYPE_NULL) {")
-        if f.accept:
-            cond = " && ".join("a.type != %s" % x for x in f.accept)
-            o("        if (%s)" % cond)
-            o("            return LEP_ERR_TYPE;")
-        o("        out->%s = a.raw;" % f.member)
-        o("        has |= %s;" % bit)
-        o("    }")
-        return
-    ctype, tconst, amember, _, kind = PRIMS[f.prim]
-    o("    if (a.type == %s) {" % tconst)
-    if kind == "scalar":
-        if ctype in ("bool", "float", "double"):
-            o("        out->%s = a.u.%s;" % (f.member, amember))
-        else:
-            o("        out->%s = (%s)a.u.%s;" % (f.member, ctype, amember))
-    elif kind.startswith("fixed"):
-        o("        memcpy(out->%s, a.u.%s, sizeof out->%s);" % (f.member, amember, f.member))
+        accept = " | ".join("TYPE_BIT(%s)" % x for x in f.accept) if f.accept else "0"
+        call = "get_raw(l, &out->%s, %s)" % (f.member, accept)
+    elif f.prim in GETTERS:
+        get = "get_bool" if f.prim == "boolean" else "get_" + f.prim
+        call = "%s(l, &out->%s)" % (get, f.member)
     else:
-        o("        out->%s = a.u.bytes;" % f.member)
-    o("        has |= %s;" % bit)
-    o("    } else if (a.type != LEP_TYPE_NULL) {")
-    o("        return LEP_ERR_TYPE;")
-    o("    }")
+        raise SpecError("field %s.%s: no reader for %s" % (t.name, f.name, f.prim))
+    o("    if ((rc = %s) < 0)" % call)
+    o("        return rc;")
+    o("    has |= (uint32_t)rc << %d;" % f.index)
 
 
 def gen_encode_field(o, t, f):
@@ -692,19 +954,18 @@ def gen_source_type(o, types, t):
     o("/* %s */" % t.name)
     o()
     o("static int")
-    o("%s_fields(lep_reader_t *l, lep_%s_t *out)" % (t.c, t.c))
+    o("decode_%s_fields(lep_reader_t *l, lep_%s_t *out)" % (t.c, t.c))
     o("{")
     if t.fields:
-        o("    lep_atom_t a;")
         o("    uint32_t has = 0;")
         o("    int rc;")
         o()
         o("    lep_%s_init(out);" % t.c)
         for f in t.fields:
             gen_decode_field(o, t, f)
-        o("    if ((rc = skip_rest(l)) != 0)")
-        o("        return rc;")
         o("done:")
+        o("    if ((rc = finish_fields(l)) != 0)")
+        o("        return rc;")
         o("    out->present = has;")
         if any(f.mandatory for f in t.fields):
             o("    if ((has & LEP_%s_MANDATORY) != LEP_%s_MANDATORY)" % (t.M, t.M))
@@ -712,19 +973,18 @@ def gen_source_type(o, types, t):
         o("    return 0;")
     else:
         o("    lep_%s_init(out);" % t.c)
-        o("    return skip_rest(l);")
+        o("    return finish_fields(l);")
     o("}")
     o()
     o("int")
     o("lep_%s_decode_list(lep_reader_t *r, lep_%s_t *out)" % (t.c, t.c))
     o("{")
     o("    lep_reader_t l;")
-    o("    uint32_t n;")
     o("    int rc;")
     o()
-    o("    if ((rc = lep_read_list(r, &l, &n)) != 0)")
+    o("    if ((rc = enter_fields(r, &l)) != 0)")
     o("        return rc;")
-    o("    return %s_fields(&l, out);" % t.c)
+    o("    return decode_%s_fields(&l, out);" % t.c)
     o("}")
     o()
     o("int")
