@@ -832,6 +832,53 @@ test_enter_described_array(void **state)
     assert_true(lep_reader_done(&c));
 }
 
+/* Described elements that are arrays or lists: the described value is
+ * decoded with the array's element code, not with its own inner one. */
+static void
+test_enter_described_array_of_compounds(void **state)
+{
+    (void)state;
+    static const uint8_t aa[] = {0xe0, 0x0a, 0x01, 0x00, 0x53, 0x11, 0xe0, 0x04, 0x02, 0x52, 0x01, 0x02};
+    static const uint8_t al[] = {0xe0, 0x0a, 0x02, 0x00, 0x53, 0x12, 0xc0, 0x02, 0x01, 0x41, 0x01, 0x00};
+    lep_reader_t r, c, v, w;
+    lep_atom_t a;
+    uint32_t count, u;
+    lep_type_t et;
+    bool b;
+
+    lep_reader_init(&r, aa, sizeof aa);
+    assert_int_equal(lep_read_array(&r, &c, &count, &et), 0);
+    assert_int_equal(count, 1);
+    assert_int_equal(lep_reader_next(&c, &a), 0);
+    assert_int_equal(a.type, LEP_TYPE_DESCRIBED);
+    assert_int_equal(lep_reader_enter(&c, &a, &v), 0);
+    assert_int_equal(lep_read_array(&v, &w, &count, &et), 0);
+    assert_int_equal(count, 2);
+    assert_int_equal(et, LEP_TYPE_UINT);
+    assert_int_equal(lep_read_uint(&w, &u), 0);
+    assert_int_equal(u, 1);
+    assert_int_equal(lep_read_uint(&w, &u), 0);
+    assert_int_equal(u, 2);
+    assert_true(lep_reader_done(&w));
+    assert_true(lep_reader_done(&v));
+    assert_true(lep_reader_done(&c));
+
+    lep_reader_init(&r, al, sizeof al);
+    assert_int_equal(lep_read_array(&r, &c, &count, &et), 0);
+    assert_int_equal(count, 2);
+    assert_int_equal(lep_reader_next(&c, &a), 0);
+    assert_int_equal(lep_reader_enter(&c, &a, &v), 0);
+    assert_int_equal(lep_read_list(&v, &w, &count), 0);
+    assert_int_equal(count, 1);
+    assert_int_equal(lep_read_bool(&w, &b), 0);
+    assert_true(b);
+    assert_int_equal(lep_reader_next(&c, &a), 0);
+    assert_int_equal(lep_reader_enter(&c, &a, &v), 0);
+    assert_int_equal(lep_read_list(&v, &w, &count), 0);
+    assert_int_equal(count, 0);
+    assert_true(lep_reader_done(&c));
+}
+
 /* An empty array without an element constructor is tolerated (some
  * encoders write one); a non-empty one is not. */
 static void
@@ -1164,6 +1211,7 @@ main(void)
         cmocka_unit_test(test_enter_described),
         cmocka_unit_test(test_enter_arrays),
         cmocka_unit_test(test_enter_described_array),
+        cmocka_unit_test(test_enter_described_array_of_compounds),
         cmocka_unit_test(test_empty_array_without_ctor),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_large_values),
