@@ -167,6 +167,8 @@ def load_spec(spec_dir):
             types[t.name] = t
             ordered.append(t)
     for t in ordered:
+        if len(t.fields) > 32:
+            raise SpecError("%s has %d fields: the presence mask holds 32" % (t.name, len(t.fields)))
         for f in t.fields:
             resolve(types, t, f)
     return types, ordered
@@ -1068,7 +1070,7 @@ def gen_descriptor_table(o, ordered):
     for t in descs:
         if t.fields:
             o("static const char *const %s_fields[] = {" % t.c)
-            o("    " + ", ".join(c_string(f.name) for f in t.fields) + ",")
+            o("    " + wrap_words([c_string(f.name) for f in t.fields], "    ") + ",")
             o("};")
     o()
     o("typedef struct desc_entry {")
@@ -1080,8 +1082,8 @@ def gen_descriptor_table(o, ordered):
     o("static const desc_entry_t descriptors[] = {")
     for t in descs:
         fields = ("%s_fields" % t.c, len(t.fields)) if t.fields else ("NULL", 0)
-        o("    {{%s, LEP_DESC_%s, %s, %d}, LEP_DESC_SYM_%s, %d}," %
-          (c_string(t.name), t.M, fields[0], fields[1], t.M, len(t.descriptor)))
+        o("    {{%s, LEP_DESC_%s, %s, %d}," % (c_string(t.name), t.M, fields[0], fields[1]))
+        o("     LEP_DESC_SYM_%s, sizeof(LEP_DESC_SYM_%s) - 1}," % (t.M, t.M))
     o("};")
     o()
     maxcode = max(t.code for t in descs)
