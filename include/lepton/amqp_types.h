@@ -46,6 +46,8 @@
 
 #include <lepton/codec.h>
 
+#include <string.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -261,10 +263,9 @@ typedef struct lep_open {
 static inline void
 lep_open_init(lep_open_t *v)
 {
-    *v = (lep_open_t){
-        .max_frame_size = UINT32_C(4294967295),
-        .channel_max = UINT32_C(65535),
-    };
+    memset(v, 0, sizeof *v);
+    v->max_frame_size = UINT32_C(4294967295);
+    v->channel_max = UINT32_C(65535);
 }
 
 LEP_EXPORT int lep_open_decode(lep_reader_t *r, lep_open_t *out);
@@ -303,9 +304,8 @@ typedef struct lep_begin {
 static inline void
 lep_begin_init(lep_begin_t *v)
 {
-    *v = (lep_begin_t){
-        .handle_max = UINT32_C(4294967295),
-    };
+    memset(v, 0, sizeof *v);
+    v->handle_max = UINT32_C(4294967295);
 }
 
 LEP_EXPORT int lep_begin_decode(lep_reader_t *r, lep_begin_t *out);
@@ -356,9 +356,8 @@ typedef struct lep_attach {
 static inline void
 lep_attach_init(lep_attach_t *v)
 {
-    *v = (lep_attach_t){
-        .snd_settle_mode = LEP_SND_SETTLE_MIXED,
-    };
+    memset(v, 0, sizeof *v);
+    v->snd_settle_mode = LEP_SND_SETTLE_MIXED;
 }
 
 LEP_EXPORT int lep_attach_decode(lep_reader_t *r, lep_attach_t *out);
@@ -403,7 +402,7 @@ typedef struct lep_flow {
 static inline void
 lep_flow_init(lep_flow_t *v)
 {
-    *v = (lep_flow_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_flow_decode(lep_reader_t *r, lep_flow_t *out);
@@ -445,7 +444,7 @@ typedef struct lep_transfer {
 static inline void
 lep_transfer_init(lep_transfer_t *v)
 {
-    *v = (lep_transfer_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_transfer_decode(lep_reader_t *r, lep_transfer_t *out);
@@ -479,7 +478,7 @@ typedef struct lep_disposition {
 static inline void
 lep_disposition_init(lep_disposition_t *v)
 {
-    *v = (lep_disposition_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_disposition_decode(lep_reader_t *r, lep_disposition_t *out);
@@ -505,7 +504,7 @@ typedef struct lep_detach {
 static inline void
 lep_detach_init(lep_detach_t *v)
 {
-    *v = (lep_detach_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_detach_decode(lep_reader_t *r, lep_detach_t *out);
@@ -527,7 +526,7 @@ typedef struct lep_end {
 static inline void
 lep_end_init(lep_end_t *v)
 {
-    *v = (lep_end_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_end_decode(lep_reader_t *r, lep_end_t *out);
@@ -549,7 +548,7 @@ typedef struct lep_close {
 static inline void
 lep_close_init(lep_close_t *v)
 {
-    *v = (lep_close_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_close_decode(lep_reader_t *r, lep_close_t *out);
@@ -575,7 +574,7 @@ typedef struct lep_error {
 static inline void
 lep_error_init(lep_error_t *v)
 {
-    *v = (lep_error_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_error_decode(lep_reader_t *r, lep_error_t *out);
@@ -605,7 +604,7 @@ typedef struct lep_header {
 static inline void
 lep_header_init(lep_header_t *v)
 {
-    *v = (lep_header_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_header_decode(lep_reader_t *r, lep_header_t *out);
@@ -651,7 +650,7 @@ typedef struct lep_properties {
 static inline void
 lep_properties_init(lep_properties_t *v)
 {
-    *v = (lep_properties_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_properties_decode(lep_reader_t *r, lep_properties_t *out);
@@ -677,7 +676,7 @@ typedef struct lep_received {
 static inline void
 lep_received_init(lep_received_t *v)
 {
-    *v = (lep_received_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_received_decode(lep_reader_t *r, lep_received_t *out);
@@ -697,7 +696,7 @@ typedef struct lep_accepted {
 static inline void
 lep_accepted_init(lep_accepted_t *v)
 {
-    *v = (lep_accepted_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_accepted_decode(lep_reader_t *r, lep_accepted_t *out);
@@ -719,7 +718,7 @@ typedef struct lep_rejected {
 static inline void
 lep_rejected_init(lep_rejected_t *v)
 {
-    *v = (lep_rejected_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_rejected_decode(lep_reader_t *r, lep_rejected_t *out);
@@ -739,7 +738,7 @@ typedef struct lep_released {
 static inline void
 lep_released_init(lep_released_t *v)
 {
-    *v = (lep_released_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_released_decode(lep_reader_t *r, lep_released_t *out);
@@ -765,7 +764,7 @@ typedef struct lep_modified {
 static inline void
 lep_modified_init(lep_modified_t *v)
 {
-    *v = (lep_modified_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_modified_decode(lep_reader_t *r, lep_modified_t *out);
@@ -807,9 +806,9 @@ typedef struct lep_source {
 static inline void
 lep_source_init(lep_source_t *v)
 {
-    *v = (lep_source_t){
-        .expiry_policy = {(const uint8_t *)LEP_TERMINUS_EXPIRY_POLICY_SESSION_END, sizeof(LEP_TERMINUS_EXPIRY_POLICY_SESSION_END) - 1},
-    };
+    memset(v, 0, sizeof *v);
+    v->expiry_policy.ptr = (const uint8_t *)LEP_TERMINUS_EXPIRY_POLICY_SESSION_END;
+    v->expiry_policy.len = sizeof(LEP_TERMINUS_EXPIRY_POLICY_SESSION_END) - 1;
 }
 
 LEP_EXPORT int lep_source_decode(lep_reader_t *r, lep_source_t *out);
@@ -843,9 +842,9 @@ typedef struct lep_target {
 static inline void
 lep_target_init(lep_target_t *v)
 {
-    *v = (lep_target_t){
-        .expiry_policy = {(const uint8_t *)LEP_TERMINUS_EXPIRY_POLICY_SESSION_END, sizeof(LEP_TERMINUS_EXPIRY_POLICY_SESSION_END) - 1},
-    };
+    memset(v, 0, sizeof *v);
+    v->expiry_policy.ptr = (const uint8_t *)LEP_TERMINUS_EXPIRY_POLICY_SESSION_END;
+    v->expiry_policy.len = sizeof(LEP_TERMINUS_EXPIRY_POLICY_SESSION_END) - 1;
 }
 
 LEP_EXPORT int lep_target_decode(lep_reader_t *r, lep_target_t *out);
@@ -865,7 +864,7 @@ typedef struct lep_delete_on_close {
 static inline void
 lep_delete_on_close_init(lep_delete_on_close_t *v)
 {
-    *v = (lep_delete_on_close_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_delete_on_close_decode(lep_reader_t *r, lep_delete_on_close_t *out);
@@ -885,7 +884,7 @@ typedef struct lep_delete_on_no_links {
 static inline void
 lep_delete_on_no_links_init(lep_delete_on_no_links_t *v)
 {
-    *v = (lep_delete_on_no_links_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_delete_on_no_links_decode(lep_reader_t *r, lep_delete_on_no_links_t *out);
@@ -905,7 +904,7 @@ typedef struct lep_delete_on_no_messages {
 static inline void
 lep_delete_on_no_messages_init(lep_delete_on_no_messages_t *v)
 {
-    *v = (lep_delete_on_no_messages_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_delete_on_no_messages_decode(lep_reader_t *r, lep_delete_on_no_messages_t *out);
@@ -925,7 +924,7 @@ typedef struct lep_delete_on_no_links_or_messages {
 static inline void
 lep_delete_on_no_links_or_messages_init(lep_delete_on_no_links_or_messages_t *v)
 {
-    *v = (lep_delete_on_no_links_or_messages_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_delete_on_no_links_or_messages_decode(lep_reader_t *r, lep_delete_on_no_links_or_messages_t *out);
@@ -947,7 +946,7 @@ typedef struct lep_sasl_mechanisms {
 static inline void
 lep_sasl_mechanisms_init(lep_sasl_mechanisms_t *v)
 {
-    *v = (lep_sasl_mechanisms_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_sasl_mechanisms_decode(lep_reader_t *r, lep_sasl_mechanisms_t *out);
@@ -973,7 +972,7 @@ typedef struct lep_sasl_init {
 static inline void
 lep_sasl_init_init(lep_sasl_init_t *v)
 {
-    *v = (lep_sasl_init_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_sasl_init_decode(lep_reader_t *r, lep_sasl_init_t *out);
@@ -995,7 +994,7 @@ typedef struct lep_sasl_challenge {
 static inline void
 lep_sasl_challenge_init(lep_sasl_challenge_t *v)
 {
-    *v = (lep_sasl_challenge_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_sasl_challenge_decode(lep_reader_t *r, lep_sasl_challenge_t *out);
@@ -1017,7 +1016,7 @@ typedef struct lep_sasl_response {
 static inline void
 lep_sasl_response_init(lep_sasl_response_t *v)
 {
-    *v = (lep_sasl_response_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_sasl_response_decode(lep_reader_t *r, lep_sasl_response_t *out);
@@ -1041,7 +1040,7 @@ typedef struct lep_sasl_outcome {
 static inline void
 lep_sasl_outcome_init(lep_sasl_outcome_t *v)
 {
-    *v = (lep_sasl_outcome_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_sasl_outcome_decode(lep_reader_t *r, lep_sasl_outcome_t *out);
@@ -1063,7 +1062,7 @@ typedef struct lep_coordinator {
 static inline void
 lep_coordinator_init(lep_coordinator_t *v)
 {
-    *v = (lep_coordinator_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_coordinator_decode(lep_reader_t *r, lep_coordinator_t *out);
@@ -1085,7 +1084,7 @@ typedef struct lep_declare {
 static inline void
 lep_declare_init(lep_declare_t *v)
 {
-    *v = (lep_declare_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_declare_decode(lep_reader_t *r, lep_declare_t *out);
@@ -1109,7 +1108,7 @@ typedef struct lep_discharge {
 static inline void
 lep_discharge_init(lep_discharge_t *v)
 {
-    *v = (lep_discharge_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_discharge_decode(lep_reader_t *r, lep_discharge_t *out);
@@ -1131,7 +1130,7 @@ typedef struct lep_declared {
 static inline void
 lep_declared_init(lep_declared_t *v)
 {
-    *v = (lep_declared_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_declared_decode(lep_reader_t *r, lep_declared_t *out);
@@ -1155,7 +1154,7 @@ typedef struct lep_transactional_state {
 static inline void
 lep_transactional_state_init(lep_transactional_state_t *v)
 {
-    *v = (lep_transactional_state_t){0};
+    memset(v, 0, sizeof *v);
 }
 
 LEP_EXPORT int lep_transactional_state_decode(lep_reader_t *r, lep_transactional_state_t *out);

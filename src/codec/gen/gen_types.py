@@ -266,8 +266,8 @@ def default_expr(types, f):
     if f.kind == "bytes":
         if choice:
             m = choice_macro(choice[0], choice[1], choice[2])
-            return "{(const uint8_t *)%s, sizeof(%s) - 1}" % (m, m)
-        return "{(const uint8_t *)%s, %d}" % (c_string(d), len(d.encode()))
+            return (m, "sizeof(%s) - 1" % m)
+        return (c_string(d), str(len(d.encode())))
     if f.kind != "scalar":
         raise SpecError("default for non-scalar field %s" % f.name)
     if choice:
@@ -403,6 +403,8 @@ def gen_header(types, ordered):
     o()
     o("#include <lepton/codec.h>")
     o()
+    o("#include <string.h>")
+    o()
     o("#ifdef __cplusplus")
     o('extern "C" {')
     o("#endif")
@@ -531,13 +533,13 @@ def gen_header_type(o, types, t):
     o("static inline void")
     o("lep_%s_init(lep_%s_t *v)" % (t.c, t.c))
     o("{")
-    if inits:
-        o("    *v = (lep_%s_t){" % t.c)
-        for f, e in inits:
-            o("        .%s = %s," % (f.member, e))
-        o("    };")
-    else:
-        o("    *v = (lep_%s_t){0};" % t.c)
+    o("    memset(v, 0, sizeof *v);")
+    for f, e in inits:
+        if isinstance(e, tuple):
+            o("    v->%s.ptr = (const uint8_t *)%s;" % (f.member, e[0]))
+            o("    v->%s.len = %s;" % (f.member, e[1]))
+        else:
+            o("    v->%s = %s;" % (f.member, e))
     o("}")
     o()
     o("LEP_EXPORT int lep_%s_decode(lep_reader_t *r, lep_%s_t *out);" % (t.c, t.c))
