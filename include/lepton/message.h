@@ -184,7 +184,8 @@ LEP_EXPORT void lep_message_set_group_sequence(lep_message_t *m, uint32_t v);
  * (type and u); simple types only: null, bool, the integer, floating and
  * decimal types, char, timestamp, uuid, binary, string, symbol.
  * Errors: LEP_ERR_TYPE (list, map, array, described), LEP_ERR_UTF8,
- * LEP_ERR_SYMBOL, LEP_ERR_NOMEM, LEP_ERR_INVALID (value NULL). */
+ * LEP_ERR_SYMBOL, LEP_ERR_NOMEM, LEP_ERR_INVALID (value NULL, a char
+ * that is not a Unicode scalar value). */
 LEP_EXPORT int lep_message_set_property(lep_message_t *m, lep_bytes_t key,
                                         const lep_atom_t *value);
 /* The value for key (a view), or NULL when there is none.  A decoded map
@@ -208,8 +209,12 @@ LEP_EXPORT int lep_message_property_at(const lep_message_t *m, size_t i,
 /* Keys are symbol or ulong atoms (LEP_ERR_TYPE otherwise).  Values may be
  * of any type: scalars are copied by value (as lep_encode_atom reads
  * them); list, map, array and described values are copied from value->raw,
- * which must hold exactly one well-formed encoded value (LEP_ERR_DECODE
- * otherwise).  Setting an existing key replaces its value in place. */
+ * which must hold exactly one well-formed encoded value of that type
+ * (LEP_ERR_INVALID when raw is missing, is an array element's or holds
+ * another type; a decode error when it is malformed).  Setting an
+ * existing key replaces its value in place.  Errors also LEP_ERR_UTF8,
+ * LEP_ERR_SYMBOL, LEP_ERR_NOMEM, LEP_ERR_INVALID (NULL key or value,
+ * unknown which). */
 LEP_EXPORT int lep_message_set_annotation(lep_message_t *m, lep_msg_annotations_t which,
                                           const lep_atom_t *key, const lep_atom_t *value);
 /* Convenience: a symbol key given as bytes. */
