@@ -192,11 +192,9 @@ move_all(compactor_t *c, lep_message_t *m)
 }
 
 void
-lepi_msg_maybe_compact(lep_message_t *m)
+lepi_msg_compact(lep_message_t *m)
 {
     lepi_arena_t *a = &m->arena;
-    if (a->dead <= 4096 || a->dead <= a->used / 2)
-        return;
     compactor_t c = {.sizing = true};
     move_all(&c, m);
     size_t cap = c.need + c.need / 2;

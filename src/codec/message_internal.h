@@ -150,7 +150,13 @@ lepi_msg_dead(lep_message_t *m, size_t n)
     m->arena.dead += n;
 }
 /* Gives dead storage back once there is much of it.  Moves every view. */
-void lepi_msg_maybe_compact(lep_message_t *m);
+void lepi_msg_compact(lep_message_t *m);
+static inline void
+lepi_msg_maybe_compact(lep_message_t *m)
+{
+    if (m->arena.dead > 4096 && m->arena.dead > m->arena.used / 2)
+        lepi_msg_compact(m);
+}
 /* Stores a copy of a caller's atom in *dst with its encoding in dst->raw
  * and every view pointing into the message: scalars are encoded in their
  * smallest form, compounds and described values are copied from

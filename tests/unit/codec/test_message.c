@@ -1467,6 +1467,84 @@ test_decode_tolerated(void **state)
     lep_message_free(m);
 }
 
+/* Nesting far deeper than LEP_CODEC_MAX_DEPTH: a limit error, no stack
+ * exhaustion; nesting within the limit is fine. */
+static size_t
+nested_lists(uint8_t *out, int depth)
+{
+    /* built inside out: list32 { count 1, inner } around list0 */
+    size_t n = 1;
+    out[0] = LEP_FC_LIST0;
+    for (int i = 0; i < depth; i++) {
+        memmove(out + 9, out, n);
+        out[0] = LEP_FC_LIST32;
+        uint32_t size = (uint32_t)n + 4;
+        out[1] = (uint8_t)(size >> 24);
+        out[2] = (uint8_t)(size >> 16);
+        out[3] = (uint8_t)(size >> 8);
+        out[4] = (uint8_t)size;
+        out[5] = out[6] = out[7] = 0;
+        out[8] = 1;
+        n += 9;
+    }
+    return n;
+}
+
+static void
+test_decode_deep_nesting(void **state)
+{
+    (void)state;
+    static uint8_t buf[20000];
+    lep_message_t *m = msg_new();
+    for (int where = 0; where < 3; where++) {
+        for (int depth = 8; depth <= 2000; depth *= 5) {
+            size_t n = 0;
+            if (where == 0) { /* amqp-value */
+                buf[n++] = 0x00, buf[n++] = 0x53, buf[n++] = 0x77;
+                n += nested_lists(buf + n, depth);
+            } else if (where == 1) { /* an annotation's value */
+                uint8_t *v = buf + 17;
+                size_t vn = nested_lists(v, depth);
+                uint32_t size = (uint32_t)(vn + 3 + 4);
+                static const uint8_t head[] = {0x00, 0x53, 0x72, 0xd1};
+                memcpy(buf, head, 4);
+                buf[4] = (uint8_t)(size >> 24), buf[5] = (uint8_t)(size >> 16);
+                buf[6] = (uint8_t)(size >> 8), buf[7] = (uint8_t)size;
+                buf[8] = buf[9] = buf[10] = 0, buf[11] = 2;
+                buf[12] = 0xa3, buf[13] = 0x01, buf[14] = 'k';
+                memmove(buf + 15, v, vn);
+                n = 15 + vn;
+            } else { /* amqp-sequence */
+                buf[n++] = 0x00, buf[n++] = 0x53, buf[n++] = 0x76;
+                n += nested_lists(buf + n, depth);
+            }
+            assert_true(n <= sizeof buf);
+            int rc = lep_message_decode(m, buf, n);
+            if (depth < LEP_CODEC_MAX_DEPTH - 4) {
+                if (rc != 0)
+                    fail_msg("depth %d at %d: %s", depth, where, lep_strerror(rc));
+                if (where == 1) {
+                    /* the map is re-encoded in its small form; the value
+                     * keeps its bytes */
+                    const lep_atom_t *v = lep_message_annotation_sym(
+                        m, LEP_MSG_MESSAGE_ANNOTATIONS, lep_bytes_str("k"));
+                    assert_non_null(v);
+                    assert_int_equal(v->raw.len, n - 15);
+                    assert_memory_equal(v->raw.ptr, buf + 15, n - 15);
+                } else {
+                    lep_buf_t b = encode(m);
+                    assert_int_equal(b.len, n);
+                    assert_memory_equal(b.data, buf, n);
+                    lep_buf_fini(&b);
+                }
+            } else if (rc != LEP_ERR_LIMIT) {
+                fail_msg("depth %d at %d: got %d", depth, where, rc);
+            }
+        }
+    }
+    lep_message_free(m);
+}
+
 static void
 test_truncation(void **state)
 {
@@ -1753,6 +1831,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_roundtrip_random, hook_setup, hook_teardown),
         cmocka_unit_test_setup_teardown(test_decode_errors, hook_setup, hook_teardown),
         cmocka_unit_test_setup_teardown(test_decode_tolerated, hook_setup, hook_teardown),
+        cmocka_unit_test_setup_teardown(test_decode_deep_nesting, hook_setup, hook_teardown),
         cmocka_unit_test_setup_teardown(test_truncation, hook_setup, hook_teardown),
         cmocka_unit_test_setup_teardown(test_clear_and_reuse, hook_setup, hook_teardown),
         cmocka_unit_test_setup_teardown(test_storage_bounded, hook_setup, hook_teardown),
