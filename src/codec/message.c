@@ -108,22 +108,6 @@ lepi_arena_fini(lepi_arena_t *a)
     *a = (lepi_arena_t){0};
 }
 
-int
-lepi_msg_copy_in(lep_message_t *m, const void *p, size_t n, lep_bytes_t *out)
-{
-    if (n == 0) {
-        /* A static pointer, so that a present empty field is not NULL. */
-        *out = (lep_bytes_t){(const uint8_t *)"", 0};
-        return 0;
-    }
-    uint8_t *d = lepi_arena_alloc(&m->arena, n);
-    if (!d)
-        return LEP_ERR_NOMEM;
-    memcpy(d, p, n);
-    *out = (lep_bytes_t){d, n};
-    return 0;
-}
-
 /* ---- compaction ---- */
 
 /* Moves every view into a fresh block, so that bytes left behind by

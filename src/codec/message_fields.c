@@ -158,10 +158,9 @@ lep_message_set_correlation_id(lep_message_t *m, const lep_atom_t *id)
     return set_id(m, LEP_MSG_CORRELATION_ID, &m->correlation_id, id);
 }
 
-static int
-set_str(lep_message_t *m, lep_msg_field_t f, lep_type_t t, lep_bytes_t v)
+static inline int
+set_str(lep_message_t *m, lep_msg_field_t f, int s, lep_type_t t, lep_bytes_t v)
 {
-    int s = lepi_msg_str_index(f);
     if (!v.ptr) {
         lep_message_unset(m, f);
         return 0;
@@ -190,7 +189,7 @@ set_str(lep_message_t *m, lep_msg_field_t f, lep_type_t t, lep_bytes_t v)
     }                                                                         \
     int lep_message_set_##name(lep_message_t *m, lep_bytes_t v)               \
     {                                                                         \
-        return set_str(m, LEP_MSG_##FIELD, TYPE, v);                          \
+        return set_str(m, LEP_MSG_##FIELD, LEPI_S_##FIELD, TYPE, v);          \
     }
 
 STR_FIELD(user_id, USER_ID, LEP_TYPE_BINARY)

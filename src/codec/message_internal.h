@@ -142,7 +142,21 @@ lepi_msg_utf8_ok(const uint8_t *p, size_t n)
 }
 
 /* Copies [p, p+n) into the message's storage; *out views the copy. */
-int lepi_msg_copy_in(lep_message_t *m, const void *p, size_t n, lep_bytes_t *out);
+static inline int
+lepi_msg_copy_in(lep_message_t *m, const void *p, size_t n, lep_bytes_t *out)
+{
+    if (n == 0) {
+        /* A static pointer, so that a present empty field is not NULL. */
+        *out = (lep_bytes_t){(const uint8_t *)"", 0};
+        return 0;
+    }
+    uint8_t *d = lepi_arena_alloc(&m->arena, n);
+    if (!d)
+        return LEP_ERR_NOMEM;
+    __builtin_memcpy(d, p, n);
+    *out = (lep_bytes_t){d, n};
+    return 0;
+}
 /* Stored bytes a field no longer refers to. */
 static inline void
 lepi_msg_dead(lep_message_t *m, size_t n)

@@ -20,10 +20,13 @@ map_find(const lepi_msg_map_t *map, const lep_atom_t *key)
         return NULL;
     }
     const lep_bytes_t k = key->u.bytes;
-    for (uint32_t i = 0; i < map->n; i++)
-        if (e[i].key.type == key->type && e[i].key.u.bytes.len == k.len &&
-            (k.len == 0 || memcmp(e[i].key.u.bytes.ptr, k.ptr, k.len) == 0))
+    for (uint32_t i = 0; i < map->n; i++) {
+        const lep_bytes_t *ek = &e[i].key.u.bytes;
+        /* The first byte settles most mismatches without a call. */
+        if (e[i].key.type == key->type && ek->len == k.len &&
+            (k.len == 0 || (ek->ptr[0] == k.ptr[0] && memcmp(ek->ptr, k.ptr, k.len) == 0)))
             return &e[i];
+    }
     return NULL;
 }
 
