@@ -111,6 +111,8 @@ typedef struct lep_atom {
     lep_type_t type;
     uint8_t code;          /* format code on the wire (for arrays: the element code) */
     uint8_t flags;         /* LEP_ATOM_* */
+    uint8_t fc;            /* this value's own constructor code (arrays: 0xe0/0xf0; array
+                              elements: the array's element code) */
     uint32_t count;        /* list/map/array: number of elements (map: keys + values) */
     union {
         bool b;
@@ -215,6 +217,7 @@ typedef struct lep_enc_frame {
     uint8_t kind;       /* LEP_FC_LIST32, LEP_FC_MAP32, LEP_FC_ARRAY32 */
     uint8_t elem_type;  /* arrays: lep_type_t of the elements */
     bool in_array;      /* this compound is itself an array element */
+    uint8_t described;  /* values inside owed to descriptors (not counted) */
 } lep_enc_frame_t;
 
 /* Writes values into a lep_buf_t it borrows.  Errors are sticky: after the
@@ -224,7 +227,7 @@ typedef struct lep_encoder {
     lep_buf_t *out;
     int err;
     uint8_t depth;
-    uint8_t described;  /* descriptors written whose value is still to come */
+    uint8_t described;  /* top level: values owed to descriptors */
     lep_enc_frame_t stack[LEP_CODEC_MAX_DEPTH];
 } lep_encoder_t;
 
@@ -270,7 +273,8 @@ LEP_EXPORT void lep_encode_list_begin(lep_encoder_t *e);
 LEP_EXPORT void lep_encode_list_end(lep_encoder_t *e);
 LEP_EXPORT void lep_encode_map_begin(lep_encoder_t *e);
 LEP_EXPORT void lep_encode_map_end(lep_encoder_t *e);
-/* Array of elem_type (any type but LEP_TYPE_DESCRIBED and LEP_TYPE_NULL).
+/* Array of elem_type (any type but LEP_TYPE_DESCRIBED; LEP_TYPE_NULL gives
+ * the zero-width null constructor, as empty arrays of no type use).
  * Every element written until lep_encode_array_end must be of that type;
  * end narrows the element encoding to the smallest that fits them all. */
 LEP_EXPORT void lep_encode_array_begin(lep_encoder_t *e, lep_type_t elem_type);

@@ -35,7 +35,8 @@ lepi_put64(uint8_t *p, uint64_t v)
 }
 
 /* Format code of the widest encoding of a type, used for array elements
- * before they are narrowed; 0 for types that cannot be array elements. */
+ * before they are narrowed; 0 for LEP_TYPE_DESCRIBED, which cannot be an
+ * array's element type. */
 uint8_t lepi_wide_code(lep_type_t t);
 
 /* Writes the 0x00 constructor of a described value; the caller then

@@ -43,6 +43,14 @@ enum { PLAIN = 0, ELEMENT = 1, BAD = -1 };
 
 /* Accounts for a value about to be written: PLAIN (write a constructor),
  * ELEMENT (array element: payload only, in the wide form) or BAD. */
+/* Values still owed to descriptors at the current level: a descriptor and
+ * the value it describes count as one element of their compound. */
+static inline uint8_t *
+owed(lep_encoder_t *e)
+{
+    return e->depth ? &e->stack[e->depth - 1].described : &e->described;
+}
+
 static inline int
 begin_value(lep_encoder_t *e, lep_type_t t)
 {
@@ -55,15 +63,15 @@ begin_value(lep_encoder_t *e, lep_type_t t)
     }
     lep_enc_frame_t *f = &e->stack[e->depth - 1];
     if (f->kind == LEP_FC_ARRAY32) {
-        if (f->elem_type != t || e->described) {
+        if (f->elem_type != t) {
             fail(e, LEP_ERR_STATE);
             return BAD;
         }
         f->count++;
         return ELEMENT;
     }
-    if (e->described)
-        e->described--;
+    if (f->described)
+        f->described--;
     else
         f->count++;
     return PLAIN;
@@ -276,17 +284,21 @@ lepi_encode_described_prefix(lep_encoder_t *e)
         fail(e, LEP_ERR_STATE); /* array elements share one constructor */
         return false;
     }
-    if (e->depth && !e->described)
+    uint8_t *o = owed(e);
+    if (*o)
+        (*o)--; /* this described value is itself owed to a descriptor */
+    else if (e->depth)
         e->stack[e->depth - 1].count++;
-    else if (e->described)
-        e->described--;
+    if (*o > UINT8_MAX - 2) {
+        fail(e, LEP_ERR_LIMIT);
+        return false;
+    }
     uint8_t *p = put(e, 1);
     if (!p)
         return false;
     *p = LEP_FC_DESCRIBED;
-    /* The descriptor itself must not be counted, the value after it must
-     * not be counted either: two pending values. */
-    e->described = (uint8_t)(e->described + 2);
+    /* Neither the descriptor nor the value after it is counted. */
+    *o = (uint8_t)(*o + 2);
     return true;
 }
 
@@ -327,6 +339,7 @@ compound_begin(lep_encoder_t *e, lep_type_t t, uint8_t kind)
     f->kind = kind;
     f->elem_type = 0;
     f->in_array = m == ELEMENT;
+    f->described = 0;
 }
 
 static lep_enc_frame_t *
@@ -334,7 +347,7 @@ compound_top(lep_encoder_t *e, uint8_t kind)
 {
     if (e->err)
         return NULL;
-    if (e->depth == 0 || e->stack[e->depth - 1].kind != kind || e->described) {
+    if (e->depth == 0 || e->stack[e->depth - 1].kind != kind || e->stack[e->depth - 1].described) {
         fail(e, LEP_ERR_STATE);
         return NULL;
     }
@@ -518,7 +531,9 @@ narrowest(uint8_t wide, const uint8_t *p, uint32_t count)
     case LEP_FC_LONG: return fits8 ? LEP_FC_SMALLLONG : wide;
     case LEP_FC_BOOLEAN: return all_true ? LEP_FC_TRUE : all_false ? LEP_FC_FALSE : wide;
     case LEP_FC_LIST32: return all_empty ? LEP_FC_LIST0 : fits8 ? LEP_FC_LIST8 : wide;
-    default: return fits8 ? (uint8_t)(wide - 0x10) : wide; /* vbin8, str8, sym8, map8, array8 */
+    case LEP_FC_VBIN32: case LEP_FC_STR32: case LEP_FC_SYM32: case LEP_FC_MAP32: case LEP_FC_ARRAY32:
+        return fits8 ? (uint8_t)(wide - 0x10) : wide; /* vbin8, str8, sym8, map8, array8 */
+    default: return wide;
     }
 }
 
@@ -609,7 +624,8 @@ lep_encode_raw(lep_encoder_t *e, const void *data, size_t n)
     lep_reader_init(&r, data, n);
     if (e->err)
         return;
-    if (n == 0 || lep_reader_peek(&r, &a) != 0) {
+    /* exactly one whole value */
+    if (n == 0 || lep_reader_next(&r, &a) != 0 || r.p != r.end) {
         fail(e, LEP_ERR_INVALID);
         return;
     }
@@ -624,6 +640,67 @@ lep_encode_raw(lep_encoder_t *e, const void *data, size_t n)
     uint8_t *p = put(e, n);
     if (p)
         memcpy(p, data, n);
+}
+
+/* Writes a value given as constructor code fc and payload, re-encoding
+ * the payload into the wide form when it becomes an array element.  t is
+ * the value's type, or LEP_TYPE_COUNT_ to take it from fc. */
+static void
+compound_atom(lep_encoder_t *e, lep_type_t t, uint8_t fc, lep_bytes_t payload)
+{
+    if (t == LEP_TYPE_COUNT_) {
+        int tt = lep_type_of_code(fc);
+        if (tt < 0 || fc == LEP_FC_DESCRIBED) {
+            fail(e, LEP_ERR_INVALID);
+            return;
+        }
+        t = (lep_type_t)tt;
+    }
+    int m = begin_value(e, t);
+    uint8_t *p;
+    if (m == BAD)
+        return;
+    if (m == PLAIN || fc == lepi_wide_code(t)) {
+        if ((p = put(e, payload.len + (m == PLAIN)))) {
+            if (m == PLAIN)
+                *p++ = fc;
+            memcpy(p, payload.ptr, payload.len);
+        }
+        return;
+    }
+    /* Array element in a narrower form than the array's: widen. */
+    switch (fc) {
+    case LEP_FC_LIST0:
+        if ((p = put(e, 8))) {
+            lepi_put32(p, 4);
+            lepi_put32(p + 4, 0);
+        }
+        return;
+    case LEP_FC_LIST8: case LEP_FC_MAP8: case LEP_FC_ARRAY8:
+        if (payload.len < 2) {
+            fail(e, LEP_ERR_INVALID);
+            return;
+        }
+        if ((p = put(e, payload.len + 6))) {
+            lepi_put32(p, (uint32_t)payload.ptr[0] + 3);
+            lepi_put32(p + 4, payload.ptr[1]);
+            memcpy(p + 8, payload.ptr + 2, payload.len - 2);
+        }
+        return;
+    case LEP_FC_VBIN8: case LEP_FC_STR8: case LEP_FC_SYM8:
+        if (payload.len < 1) {
+            fail(e, LEP_ERR_INVALID);
+            return;
+        }
+        if ((p = put(e, payload.len + 3))) {
+            lepi_put32(p, payload.ptr[0]);
+            memcpy(p + 4, payload.ptr + 1, payload.len - 1);
+        }
+        return;
+    default:
+        fail(e, LEP_ERR_INVALID);
+        return;
+    }
 }
 
 void
@@ -651,41 +728,28 @@ lep_encode_atom(lep_encoder_t *e, const lep_atom_t *a)
     case LEP_TYPE_BINARY: lep_encode_binary(e, a->u.bytes.ptr, a->u.bytes.len); break;
     case LEP_TYPE_STRING: lep_encode_string(e, a->u.bytes.ptr, a->u.bytes.len); break;
     case LEP_TYPE_SYMBOL: lep_encode_symbol(e, a->u.bytes.ptr, a->u.bytes.len); break;
-    default:
-        /* Compound and described atoms travel as their encoding; array
-         * elements lack their constructor, which we add back. */
-        if (a->flags & LEP_ATOM_ARRAY_ELEM) {
-            if (a->type == LEP_TYPE_DESCRIBED) {
-                /* 0x00 descriptor code payload */
-                int m = begin_value(e, a->type);
-                if (m == BAD)
-                    return;
-                if (m == ELEMENT) {
-                    fail(e, LEP_ERR_STATE);
-                    return;
-                }
-                uint8_t *p = put(e, 2 + a->ctor.len + a->content.len);
-                if (!p)
-                    return;
-                *p++ = LEP_FC_DESCRIBED;
-                memcpy(p, a->ctor.ptr, a->ctor.len);
-                p += a->ctor.len;
-                *p++ = a->code;
-                memcpy(p, a->content.ptr, a->content.len);
-                return;
-            }
-            int m = begin_value(e, a->type);
-            if (m == BAD)
-                return;
-            uint8_t *p = put(e, a->raw.len + (m == PLAIN));
-            if (!p)
-                return;
-            if (m == PLAIN)
-                *p++ = a->code;
-            memcpy(p, a->raw.ptr, a->raw.len);
+    case LEP_TYPE_DESCRIBED:
+        if (!(a->flags & LEP_ATOM_ARRAY_ELEM)) {
+            lep_encode_raw(e, a->raw.ptr, a->raw.len);
             return;
         }
-        lep_encode_raw(e, a->raw.ptr, a->raw.len);
-        break;
+        /* An element of a described array: its descriptor and code are
+         * the array's, so rebuild the whole value. */
+        if (lepi_encode_described_prefix(e)) {
+            lep_encode_raw(e, a->ctor.ptr, a->ctor.len);
+            compound_atom(e, LEP_TYPE_COUNT_, a->code, a->content);
+        }
+        return;
+    default: {
+        /* Lists, maps, arrays travel as their encoding. */
+        bool elem = a->flags & LEP_ATOM_ARRAY_ELEM;
+        if (!elem && a->raw.len == 0) {
+            fail(e, LEP_ERR_INVALID);
+            return;
+        }
+        compound_atom(e, a->type, elem ? a->fc : a->raw.ptr[0],
+                      elem ? a->raw : (lep_bytes_t){a->raw.ptr + 1, a->raw.len - 1});
+        return;
+    }
     }
 }

@@ -55,7 +55,7 @@ uint8_t
 lepi_wide_code(lep_type_t t)
 {
     static const uint8_t codes[LEP_TYPE_COUNT_] = {
-        [LEP_TYPE_BOOL] = LEP_FC_BOOLEAN,     [LEP_TYPE_UBYTE] = LEP_FC_UBYTE,
+        [LEP_TYPE_NULL] = LEP_FC_NULL,        [LEP_TYPE_BOOL] = LEP_FC_BOOLEAN,     [LEP_TYPE_UBYTE] = LEP_FC_UBYTE,
         [LEP_TYPE_USHORT] = LEP_FC_USHORT,    [LEP_TYPE_UINT] = LEP_FC_UINT,
         [LEP_TYPE_ULONG] = LEP_FC_ULONG,      [LEP_TYPE_BYTE] = LEP_FC_BYTE,
         [LEP_TYPE_SHORT] = LEP_FC_SHORT,      [LEP_TYPE_INT] = LEP_FC_INT,
@@ -164,6 +164,7 @@ decode_payload(uint8_t code, const uint8_t *q, const uint8_t *end, unsigned dept
         return LEP_ERR_DECODE;
     a->type = (lep_type_t)t;
     a->code = code;
+    a->fc = code;
     a->count = 0;
 
     int w = fixed_width(code);
@@ -291,11 +292,11 @@ decode_payload(uint8_t code, const uint8_t *q, const uint8_t *end, unsigned dept
             return LEP_ERR_DECODE;
         int ew = fixed_width(ec);
         size_t payload = (size_t)(stop - cp);
-        if (ew == 0) {
-            if (count > LEPI_MAX_ZERO_WIDTH_ELEMS)
-                return LEP_ERR_LIMIT;
-        } else if (ew > 0) {
-            if ((uint64_t)count * (uint64_t)ew > payload)
+        if (ew == 0 && count > LEPI_MAX_ZERO_WIDTH_ELEMS)
+            return LEP_ERR_LIMIT;
+        if (ew >= 0) {
+            /* fixed-width elements must fill the array exactly */
+            if ((uint64_t)count * (uint64_t)ew != payload)
                 return LEP_ERR_DECODE;
         } else if (count > payload) {
             return LEP_ERR_DECODE; /* variable-width elements take a byte at least */
@@ -338,6 +339,7 @@ decode_value(const uint8_t *p, const uint8_t *end, unsigned depth, bool bounded,
         return rc;
     a->type = LEP_TYPE_DESCRIBED;
     a->code = LEP_FC_DESCRIBED;
+    a->fc = LEP_FC_DESCRIBED;
     a->count = 0;
     a->ctor = (lep_bytes_t){p + 1, (size_t)(mid - (p + 1))};
     a->content = (lep_bytes_t){mid, (size_t)(stop - mid)};
@@ -384,6 +386,7 @@ reader_decode(const lep_reader_t *r, lep_atom_t *out, const uint8_t **next)
         /* Described elements: present the element as a described value
          * whose value still needs the array's element code to decode. */
         out->type = LEP_TYPE_DESCRIBED;
+        out->code = r->array_code;
         out->count = 0;
         out->ctor = r->array_desc;
         out->content = out->raw;

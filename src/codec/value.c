@@ -159,7 +159,7 @@ encode_array(lep_encoder_t *e, const lep_value_t *v)
     if (desc.len)
         lep_encode_array_begin_described_raw(e, desc, et);
     else
-        lep_encode_array_begin(e, et == LEP_TYPE_NULL ? LEP_TYPE_UBYTE : et);
+        lep_encode_array_begin(e, et);
     for (uint32_t i = 0; i < v->nchildren; i++) {
         const lep_value_t *c = &v->children[i];
         if (c->atom.type == LEP_TYPE_DESCRIBED) {

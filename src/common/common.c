@@ -182,12 +182,26 @@ lep_buf_printf(lep_buf_t *b, const char *fmt, ...)
         return LEP_ERR_INVALID;
     if ((size_t)n < sizeof small)
         return lep_buf_append(b, small, (size_t)n);
-    int rc = lep_buf_reserve(b, (size_t)n + 1);
-    if (rc)
-        return rc;
+    if (!b->fixed || b->cap - b->len > (size_t)n) {
+        int rc = lep_buf_reserve(b, (size_t)n + 1);
+        if (rc)
+            return rc;
+        va_start(ap, fmt);
+        vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        b->len += (size_t)n;
+        return 0;
+    }
+    if (b->cap - b->len < (size_t)n)
+        return LEP_ERR_OVERFLOW;
+    /* Fits a fixed buffer exactly, without room for vsnprintf's NUL. */
+    char *tmp = lep_malloc((size_t)n + 1);
+    if (!tmp)
+        return LEP_ERR_NOMEM;
     va_start(ap, fmt);
-    vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    vsnprintf(tmp, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    b->len += (size_t)n;
-    return 0;
+    int rc = lep_buf_append(b, tmp, (size_t)n);
+    lep_free(tmp);
+    return rc;
 }
