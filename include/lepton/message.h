@@ -101,7 +101,9 @@ LEP_EXPORT void lep_message_clear(lep_message_t *m);
  * (a section would exceed 4 GiB). */
 LEP_EXPORT int lep_message_encode(const lep_message_t *m, lep_buf_t *out);
 /* Replaces the message's content with the message encoded in [p, p+len)
- * (borrowed for the call only: the message copies what it keeps).
+ * (borrowed for the call only: the message copies what it keeps; it may
+ * be a view into this same message, e.g. a data section holding an
+ * encoded message).
  * The sections must come in spec order, each at most once, body sections
  * of one kind.  Errors: LEP_ERR_INCOMPLETE (input ends inside a section),
  * LEP_ERR_DECODE (malformed encoding, unknown section, sections out of

@@ -521,14 +521,41 @@ decode_sections(lep_message_t *m, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* True when [p, p+len) overlaps the message's storage, as when a message
+ * is decoded from a view of its own body. */
+static bool
+in_storage(const lep_message_t *m, const void *p, size_t len)
+{
+    uintptr_t lo = (uintptr_t)p, hi = lo + len;
+    for (const lepi_arena_block_t *b = m->arena.head; b; b = b->next) {
+        uintptr_t blo = (uintptr_t)b->data, bhi = blo + b->cap;
+        if (lo < bhi && blo < hi)
+            return true;
+    }
+    return false;
+}
+
 int
 lep_message_decode(lep_message_t *m, const void *p, size_t len)
 {
+    if (len && !p)
+        return LEP_ERR_INVALID;
+    if (len && in_storage(m, p, len)) {
+        /* Clearing would recycle the bytes being decoded: decode from a
+         * copy instead (rare; allocates). */
+        uint8_t *tmp = lep_malloc(len);
+        if (!tmp) {
+            lep_message_clear(m);
+            return LEP_ERR_NOMEM;
+        }
+        memcpy(tmp, p, len);
+        int rc = lep_message_decode(m, tmp, len);
+        lep_free(tmp);
+        return rc;
+    }
     lep_message_clear(m);
     if (len == 0)
         return 0;
-    if (!p)
-        return LEP_ERR_INVALID;
     uint8_t *copy = lepi_arena_alloc(&m->arena, len);
     if (!copy)
         return LEP_ERR_NOMEM;

@@ -1671,6 +1671,17 @@ test_clear_and_reuse(void **state)
         assert_int_equal(lep_message_decode(d, out.data, out.len), 0);
     assert_int_equal(A.calls - before, 0);
 
+    /* A message carried in a data section of the same message object,
+     * decoded from the view into that object (batching does this). */
+    assert_int_equal(lep_message_set_body_data(d2, lep_buf_bytes(&b)), 0);
+    lep_message_set_priority(d2, 3);
+    assert_int_equal(lep_message_decode(d2, lep_message_body_section(d2, 0).ptr,
+                                        lep_message_body_section(d2, 0).len),
+                     0);
+    lep_message_clear(m);
+    populate_full(m);
+    assert_msg_equal(m, d2);
+
     lep_buf_fini(&out);
     lep_buf_fini(&b);
     lep_buf_fini(&e);
