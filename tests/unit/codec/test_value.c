@@ -540,6 +540,7 @@ test_random_bytes(void **state)
             }
             assert_int_equal(lep_value_decode(b.data, b.len, false, &w, NULL), 0);
             if (!lep_value_equal(v, w)) {
+                report_diff(v, w);
                 tv_hex(stderr, "input", exact, used);
                 tv_hex(stderr, "re-encoded", b.data, b.len);
                 fail_msg("seed %llu iteration %d: re-decoded tree differs", (unsigned long long)seed, it);
@@ -724,6 +725,57 @@ test_compound_descriptors(void **state)
     }
 }
 
+/* Whatever the decoder accepts, the encoder writes back, and the result
+ * decodes to an equal tree that encodes to the same bytes again. */
+static void
+test_decode_encode_consistency(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        const char *in;
+        size_t n;
+    } cases[] = {
+        {"empty array8 without constructor", "\xe0\x01\x00", 3},
+        {"empty array32 without constructor", "\xf0\x00\x00\x00\x04\x00\x00\x00\x00", 9},
+        {"array of nulls", "\xe0\x02\x03\x40", 4},
+        {"empty array of nulls", "\xe0\x02\x00\x40", 4},
+        {"array of list0", "\xe0\x02\x02\x45", 4},
+        {"array of true", "\xe0\x02\x02\x41", 4},
+        {"array of false", "\xe0\x02\x01\x42", 4},
+        {"empty array of true", "\xe0\x02\x00\x41", 4},
+        {"array of uint0", "\xe0\x02\x02\x43", 4},
+        {"array of wide uint", "\xe0\x06\x01\x70\x00\x00\x00\x00", 8},
+        {"array32 of array32", "\xf0\x00\x00\x00\x0e\x00\x00\x00\x01\xf0\x00\x00\x00\x05\x00\x00\x00\x01\x43", 19},
+        {"null descriptor", "\x00\x40\x40", 3},
+        {"described descriptor", "\x00\x00\x53\x01\x40\x41", 6},
+        {"list descriptor", "\x00\x45\x40", 3},
+        {"map with compound keys", "\xc1\x07\x04\x45\x40\xc1\x01\x00\x41", 9},
+        {"described array of described", "\xe0\x08\x01\x00\x53\x01\x00\x53\x02\x40", 10},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lep_value_t *v, *w;
+        lep_buf_t b1, b2;
+        int rc = lep_value_decode(cases[i].in, cases[i].n, false, &v, NULL);
+        if (rc != 0)
+            continue; /* refusing is consistent too */
+        TV_RC(encode_value(v, &b1), 0, "%s: the decoded tree does not encode", cases[i].what);
+        TV_RC(lep_value_decode(b1.data, b1.len, false, &w, NULL), 0, "%s: re-decode", cases[i].what);
+        if (!lep_value_equal(v, w)) {
+            report_diff(v, w);
+            tv_hex(stderr, "re-encoded", b1.data, b1.len);
+            fail_msg("%s: re-decoded tree differs", cases[i].what);
+        }
+        TV_RC(encode_value(w, &b2), 0, "%s: second encode", cases[i].what);
+        TV_CHECK(b1.len == b2.len && memcmp(b1.data, b2.data, b1.len) == 0, "%s: encoding not stable",
+                 cases[i].what);
+        lep_buf_fini(&b1);
+        lep_buf_fini(&b2);
+        lep_value_free(v);
+        lep_value_free(w);
+    }
+}
+
 static void
 test_decode_used_and_views(void **state)
 {
@@ -902,6 +954,12 @@ test_alloc_failure_encode_print(void **state)
     }
 
     /* printing, which allocates a scratch encoding and grows its output */
+    for (int flags = 0; flags < 4; flags++) {
+        lep_buf_t out;
+        lep_buf_init(&out);
+        TV_RC(lep_value_print(v, &out, flags), 0, "print %d without allocation failures", flags);
+        lep_buf_fini(&out);
+    }
     for (int flags = 0; flags < 4; flags++)
         for (long n = 1;; n++) {
             lep_buf_t out;
@@ -1007,6 +1065,7 @@ main(void)
         cmocka_unit_test(test_equal),
         cmocka_unit_test(test_decode_used_and_views),
         cmocka_unit_test(test_compound_descriptors),
+        cmocka_unit_test(test_decode_encode_consistency),
         cmocka_unit_test(test_value_depth),
         cmocka_unit_test(test_random_round_trips),
         cmocka_unit_test(test_random_bytes),
