@@ -291,6 +291,26 @@ next_field(fields_t *f, lep_atom_t *a)
     return next_atom(f, a);
 }
 
+/* A field in its short form (str8, sym8, vbin8 of at most 255 bytes, the
+ * form nearly every peer uses) read in place; false leaves everything
+ * else, errors included, to the general path. */
+static inline bool
+short_bytes(fields_t *f, uint8_t code8, lep_bytes_t *out)
+{
+    const uint8_t *p = f->p;
+    if (f->left == 0 || f->end - p < 2 || p[0] != code8 || (size_t)(f->end - p - 2) < p[1])
+        return false;
+    const uint8_t *s = p + 2;
+    size_t n = p[1];
+    if (code8 == LEP_FC_STR8 ? !lepi_msg_utf8_ok(s, n)
+                             : (code8 == LEP_FC_SYM8 && !lep_ascii_valid(s, n)))
+        return false;
+    *out = (lep_bytes_t){s, n};
+    f->p = s + n;
+    f->left--;
+    return true;
+}
+
 static int
 decode_header(lep_message_t *m, const uint8_t **pp, const uint8_t *end)
 {
@@ -344,21 +364,34 @@ decode_properties(lep_message_t *m, const uint8_t **pp, const uint8_t *end)
         m->str[s] = a.u.bytes;                                                \
         m->present |= LEPI_BIT(bit);                                          \
     }
+#define BYTES_FIELD(bit, code8, T, s)                                         \
+    if (short_bytes(&f, code8, &m->str[s])) {                                 \
+        m->present |= LEPI_BIT(bit);                                          \
+    } else {                                                                  \
+        FIELD(bit, T, m->str[s] = a.u.bytes);                                 \
+    }
     ID_FIELD(LEP_MSG_MESSAGE_ID, m->message_id);
-    FIELD(LEP_MSG_USER_ID, LEP_TYPE_BINARY, m->str[LEPI_S_USER_ID] = a.u.bytes);
-    ADDR_FIELD(LEP_MSG_TO, LEPI_S_TO);
-    FIELD(LEP_MSG_SUBJECT, LEP_TYPE_STRING, m->str[LEPI_S_SUBJECT] = a.u.bytes);
-    ADDR_FIELD(LEP_MSG_REPLY_TO, LEPI_S_REPLY_TO);
+    BYTES_FIELD(LEP_MSG_USER_ID, LEP_FC_VBIN8, LEP_TYPE_BINARY, LEPI_S_USER_ID);
+    if (short_bytes(&f, LEP_FC_STR8, &m->str[LEPI_S_TO])) {
+        m->present |= LEPI_BIT(LEP_MSG_TO);
+    } else {
+        ADDR_FIELD(LEP_MSG_TO, LEPI_S_TO);
+    }
+    BYTES_FIELD(LEP_MSG_SUBJECT, LEP_FC_STR8, LEP_TYPE_STRING, LEPI_S_SUBJECT);
+    if (short_bytes(&f, LEP_FC_STR8, &m->str[LEPI_S_REPLY_TO])) {
+        m->present |= LEPI_BIT(LEP_MSG_REPLY_TO);
+    } else {
+        ADDR_FIELD(LEP_MSG_REPLY_TO, LEPI_S_REPLY_TO);
+    }
     ID_FIELD(LEP_MSG_CORRELATION_ID, m->correlation_id);
-    FIELD(LEP_MSG_CONTENT_TYPE, LEP_TYPE_SYMBOL, m->str[LEPI_S_CONTENT_TYPE] = a.u.bytes);
-    FIELD(LEP_MSG_CONTENT_ENCODING, LEP_TYPE_SYMBOL,
-          m->str[LEPI_S_CONTENT_ENCODING] = a.u.bytes);
+    BYTES_FIELD(LEP_MSG_CONTENT_TYPE, LEP_FC_SYM8, LEP_TYPE_SYMBOL, LEPI_S_CONTENT_TYPE);
+    BYTES_FIELD(LEP_MSG_CONTENT_ENCODING, LEP_FC_SYM8, LEP_TYPE_SYMBOL, LEPI_S_CONTENT_ENCODING);
     FIELD(LEP_MSG_ABSOLUTE_EXPIRY_TIME, LEP_TYPE_TIMESTAMP, m->absolute_expiry_time = a.u.i);
     FIELD(LEP_MSG_CREATION_TIME, LEP_TYPE_TIMESTAMP, m->creation_time = a.u.i);
-    FIELD(LEP_MSG_GROUP_ID, LEP_TYPE_STRING, m->str[LEPI_S_GROUP_ID] = a.u.bytes);
+    BYTES_FIELD(LEP_MSG_GROUP_ID, LEP_FC_STR8, LEP_TYPE_STRING, LEPI_S_GROUP_ID);
     FIELD(LEP_MSG_GROUP_SEQUENCE, LEP_TYPE_UINT, m->group_sequence = (uint32_t)a.u.u);
-    FIELD(LEP_MSG_REPLY_TO_GROUP_ID, LEP_TYPE_STRING,
-          m->str[LEPI_S_REPLY_TO_GROUP_ID] = a.u.bytes);
+    BYTES_FIELD(LEP_MSG_REPLY_TO_GROUP_ID, LEP_FC_STR8, LEP_TYPE_STRING, LEPI_S_REPLY_TO_GROUP_ID);
+#undef BYTES_FIELD
 #undef ADDR_FIELD
 #undef ID_FIELD
 #undef FIELD
