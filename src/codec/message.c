@@ -238,8 +238,9 @@ lepi_msg_value_check(const uint8_t *p, size_t len, lep_atom_t *out)
     return r.p == r.end ? 0 : LEP_ERR_DECODE;
 }
 
-/* Smallest encoding of a scalar, as lep_encoder_t writes it: its size, and
- * the bytes.  0 for types that are not scalars. */
+/* Smallest encoding of a fixed-size scalar, as lep_encoder_t writes it: its
+ * size, and the bytes.  Binary, string and symbol are written by
+ * lepi_msg_atom_store itself. */
 static size_t
 scalar_size(const lep_atom_t *a)
 {
@@ -262,10 +263,7 @@ scalar_size(const lep_atom_t *a)
     case LEP_TYPE_CHAR:       return 5;
     case LEP_TYPE_TIMESTAMP:  return 9;
     case LEP_TYPE_UUID:       return 17;
-    case LEP_TYPE_BINARY:
-    case LEP_TYPE_STRING:
-    case LEP_TYPE_SYMBOL:     return (a->u.bytes.len <= 255 ? 2 : 5) + a->u.bytes.len;
-    default:                  return 0;
+    default:                  return 0; /* binary, string, symbol: see below */
     }
 }
 
@@ -353,21 +351,6 @@ scalar_write(uint8_t *p, const lep_atom_t *a)
         p[0] = LEP_FC_UUID;
         memcpy(p + 1, a->u.uuid, 16);
         return LEP_FC_UUID;
-    case LEP_TYPE_BINARY:
-    case LEP_TYPE_STRING:
-    case LEP_TYPE_SYMBOL: {
-        size_t len = a->u.bytes.len;
-        bool small = len <= 255;
-        static const uint8_t c8[] = {LEP_FC_VBIN8, LEP_FC_STR8, LEP_FC_SYM8};
-        static const uint8_t c32[] = {LEP_FC_VBIN32, LEP_FC_STR32, LEP_FC_SYM32};
-        int k = a->type - LEP_TYPE_BINARY;
-        code = small ? c8[k] : c32[k];
-        p[0] = code;
-        uint8_t *q = put_be(p + 1, len, small ? 1 : 4);
-        if (len)
-            memcpy(q, a->u.bytes.ptr, len);
-        return code;
-    }
     default:
         return 0;
     }
@@ -453,8 +436,6 @@ lepi_msg_atom_store(lep_message_t *m, const lep_atom_t *src, lep_atom_t *dst)
     lep_type_t type = src->type;
     dst->code = scalar_write(d, src);
     dst->u = src->u;
-    if (lepi_is_bytes_type(type))
-        dst->u.bytes = (lep_bytes_t){d + n - dst->u.bytes.len, dst->u.bytes.len};
     dst->type = type;
     dst->flags = 0;
     dst->count = 0;

@@ -627,6 +627,19 @@ test_annotations(void **state)
         assert_int_equal(lep_message_set_annotation(m, w, &k1, &noraw), LEP_ERR_INVALID);
         assert_true(atom_eq(lep_message_annotation(m, w, &k1), &v1)); /* unchanged */
     }
+    /* by symbol name */
+    lep_atom_t byname = a_str("by name");
+    assert_int_equal(lep_message_set_annotation_sym(m, LEP_MSG_MESSAGE_ANNOTATIONS,
+                                                    lep_bytes_str("x-opt-one"), &byname),
+                     0);
+    assert_true(atom_eq(lep_message_annotation_sym(m, LEP_MSG_MESSAGE_ANNOTATIONS,
+                                                   lep_bytes_str("x-opt-one")),
+                        &byname));
+    assert_int_equal(lep_message_set_annotation_sym(m, LEP_MSG_MESSAGE_ANNOTATIONS,
+                                                    lep_bytes_str("x-\xc3\xa9"), &byname),
+                     LEP_ERR_SYMBOL);
+    assert_int_equal(lep_message_annotation_count(m, LEP_MSG_MESSAGE_ANNOTATIONS), 3);
+    assert_null(lep_message_annotation(m, LEP_MSG_MESSAGE_ANNOTATIONS, &byname)); /* string key */
     assert_int_equal(lep_message_annotation_count(m, (lep_msg_annotations_t)7), 0);
     assert_int_equal(lep_message_set_annotation(m, (lep_msg_annotations_t)7, &list, &list),
                      LEP_ERR_INVALID);
@@ -983,6 +996,37 @@ test_roundtrip_full(void **state)
     populate_full(m);
     for (size_t i = 0; i < NFIELDS; i++)
         assert_true(lep_message_has(m, all_fields[i]));
+
+    /* Each field unset alone: absent, and gone from the encoding. */
+    for (size_t i = 0; i < NFIELDS; i++) {
+        lep_message_clear(d);
+        populate_full(d);
+        lep_message_unset(d, all_fields[i]);
+        assert_false(lep_message_has(d, all_fields[i]));
+        lep_buf_t u = encode(d);
+        lep_message_t *back = msg_new();
+        assert_int_equal(lep_message_decode(back, u.data, u.len), 0);
+        assert_msg_equal(d, back);
+        assert_false(lep_message_has(back, all_fields[i]));
+        lep_message_free(back);
+        lep_buf_fini(&u);
+    }
+    /* Unset fields read as their defaults. */
+    lep_message_clear(d);
+    populate_full(d);
+    lep_message_set_first_acquirer(d, true);
+    for (size_t i = 0; i < NFIELDS; i++)
+        lep_message_unset(d, all_fields[i]);
+    assert_false(lep_message_durable(d));
+    assert_int_equal(lep_message_priority(d), 4);
+    assert_false(lep_message_first_acquirer(d));
+    assert_int_equal(lep_message_delivery_count(d), 0);
+    assert_true(lep_message_absolute_expiry_time(d) == 0);
+    assert_int_equal(lep_message_group_sequence(d), 0);
+    assert_null(lep_message_user_id(d).ptr);
+    lep_buf_t u = encode(d); /* annotations, application-properties, body */
+    assert_int_equal(u.data[2], 0x71);
+    lep_buf_fini(&u);
     lep_buf_t b = encode(m);
     assert_int_equal(lep_message_decode(d, b.data, b.len), 0);
     assert_msg_equal(m, d);
