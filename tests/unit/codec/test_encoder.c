@@ -410,6 +410,9 @@ test_arrays_every_type(void **state)
     arr_begin(LEP_TYPE_BOOL);
     lep_encode_bool(&ae, false);
     ARR("bool all false", LEP_TYPE_BOOL, 0xe0, 0x02, 0x01, 0x42);
+    arr_begin(LEP_TYPE_NULL);
+    lep_encode_null(&ae), lep_encode_null(&ae);
+    ARR("null", LEP_TYPE_NULL, 0xe0, 0x02, 0x02, 0x40);
     arr_begin(LEP_TYPE_UBYTE);
     lep_encode_ubyte(&ae, 1), lep_encode_ubyte(&ae, 255);
     ARR("ubyte", LEP_TYPE_UBYTE, 0xe0, 0x04, 0x02, 0x50, 0x01, 0xff);
@@ -534,7 +537,7 @@ test_empty_arrays(void **state)
     lep_buf_t b;
     lep_encoder_t e;
     lep_buf_init(&b);
-    for (int t = LEP_TYPE_BOOL; t < LEP_TYPE_DESCRIBED; t++) {
+    for (int t = LEP_TYPE_NULL; t < LEP_TYPE_DESCRIBED; t++) {
         lep_reader_t r, c;
         uint32_t count = 99;
         lep_type_t et;
