@@ -1,7 +1,8 @@
-/* lep_message_decode: the sections of an encoded message, parsed with the
- * streaming reader straight into the message's fields.  The input is
- * copied once into the message's storage and every field is a view into
- * that copy, so a warm message decodes without allocating. */
+/* lep_message_decode: the sections of an encoded message, parsed straight
+ * into the message's fields -- the common encodings inline, the rest with
+ * the streaming reader.  The input is copied once into the message's
+ * storage and every field is a view into that copy, so a warm message
+ * decodes without allocating. */
 #include "codec/message_internal.h"
 
 #include <string.h>

@@ -25,12 +25,6 @@ sz_uint(uint64_t v)
     return v == 0 ? 1 : v <= 255 ? 2 : 5;
 }
 
-static inline uint64_t
-sz_ulong(uint64_t v)
-{
-    return v == 0 ? 1 : v <= 255 ? 2 : 9;
-}
-
 /* A list or map of count elements whose encodings take body bytes. */
 static inline uint64_t
 sz_compound(uint64_t body, uint32_t count, bool list)
