@@ -1110,6 +1110,39 @@ test_atoms_from_arrays(void **state)
         lep_buf_fini(&b);
         lep_value_free(orig);
     }
+
+    /* compound atoms of a list (list0, list8, list32) into an array of
+     * lists are widened to the array's element form */
+    static const uint8_t lists[] = {0xc0, 0x15, 0x04, 0xc0, 0x03, 0x01, 0x52, 0x01, 0x45, 0xd0, 0, 0, 0, 0x06,
+                                    0, 0, 0, 0x02, 0x41, 0x42, 0xc0, 0x01, 0x00};
+    static const uint8_t want[] = {0xe0, 0x0e, 0x04, 0xc0, 0x03, 0x01, 0x52, 0x01, 0x01, 0x00, 0x03, 0x02,
+                                   0x41, 0x42, 0x01, 0x00};
+    lep_reader_t r, c;
+    lep_atom_t a;
+    lep_buf_t b;
+    lep_encoder_t e;
+    lep_buf_init(&b);
+    lep_encoder_init(&e, &b);
+    lep_encode_array_begin(&e, LEP_TYPE_LIST);
+    lep_reader_init(&r, lists, sizeof lists);
+    assert_int_equal(lep_reader_next(&r, &a), 0);
+    assert_int_equal(lep_reader_enter(&r, &a, &c), 0);
+    while (!lep_reader_done(&c)) {
+        assert_int_equal(lep_reader_next(&c, &a), 0);
+        lep_encode_atom(&e, &a);
+    }
+    lep_encode_array_end(&e);
+    assert_int_equal(lep_encoder_error(&e), 0);
+    expect_out(&b, want, sizeof want, "list atoms into an array of lists");
+    /* and an atom of another type is refused */
+    lep_buf_clear(&b);
+    lep_encoder_init(&e, &b);
+    lep_encode_array_begin(&e, LEP_TYPE_MAP);
+    lep_reader_init(&r, lists, sizeof lists);
+    assert_int_equal(lep_reader_next(&r, &a), 0);
+    lep_encode_atom(&e, &a);
+    assert_int_equal(lep_encoder_error(&e), LEP_ERR_STATE);
+    lep_buf_fini(&b);
 }
 
 int

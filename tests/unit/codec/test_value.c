@@ -314,7 +314,12 @@ gen_of_type(gen_t *g, lep_type_t t, int depth)
         return gen_array(g, depth);
     case LEP_TYPE_DESCRIBED: {
         lep_value_t *d = must(lep_value_new(t));
-        add(d, gen_descriptor(rnd_u(64), rndn(2) ? NULL : "com.example:thing"));
+        /* any value may be a descriptor: mostly ulong and symbol, sometimes
+         * anything at all (compounds and described values included) */
+        if (!deep && rndn(8) == 0)
+            add(d, gen_value(g, depth + 1));
+        else
+            add(d, gen_descriptor(rnd_u(64), rndn(2) ? NULL : "com.example:thing"));
         add(d, deep ? gen_scalar(LEP_TYPE_NULL) : gen_value(g, depth + 1));
         return d;
     }
