@@ -891,6 +891,37 @@ test_depth_limit(void **state)
     lep_buf_fini(&b);
 }
 
+/* Described values nest too: the encoder refuses what the decoder would
+ * refuse, chains of descriptors alone or mixed with compounds. */
+static void
+test_described_depth_limit(void **state)
+{
+    (void)state;
+    lep_buf_t b;
+    lep_encoder_t e;
+    lep_buf_init(&b);
+    for (int lists = 0; lists <= 32; lists += 32)
+        for (int n = LEP_CODEC_MAX_DEPTH - lists - 1; n <= LEP_CODEC_MAX_DEPTH - lists + 1; n++) {
+            lep_buf_clear(&b);
+            lep_encoder_init(&e, &b);
+            for (int i = 0; i < lists; i++)
+                lep_encode_list_begin(&e);
+            for (int i = 0; i < n; i++)
+                lep_encode_descriptor(&e, 1);
+            lep_encode_null(&e);
+            for (int i = 0; i < lists; i++)
+                lep_encode_list_end(&e);
+            bool within = lists + n <= LEP_CODEC_MAX_DEPTH;
+            int rc = lep_encoder_error(&e);
+            lep_value_t *v = NULL;
+            int drc = rc ? rc : lep_value_decode(b.data, b.len, false, &v, NULL);
+            lep_value_free(v);
+            TV_RC(drc, within ? 0 : LEP_ERR_LIMIT, "%d lists and %d descriptors: decode", lists, n);
+            TV_RC(rc, within ? 0 : LEP_ERR_LIMIT, "%d lists and %d descriptors: encode", lists, n);
+        }
+    lep_buf_fini(&b);
+}
+
 /* ------------------------------------------------------------------ */
 /* Fixed buffers at every capacity.                                     */
 
@@ -1160,6 +1191,7 @@ main(void)
         cmocka_unit_test(test_sticky_errors),
         cmocka_unit_test(test_state_errors),
         cmocka_unit_test(test_depth_limit),
+        cmocka_unit_test(test_described_depth_limit),
         cmocka_unit_test(test_fixed_every_capacity),
         cmocka_unit_test(test_raw),
         cmocka_unit_test(test_atoms_from_arrays),
