@@ -558,6 +558,44 @@ test_empty_arrays(void **state)
     lep_buf_fini(&b);
 }
 
+/* Zero-width element codes (uint0, ulong0, true, false, list0) let a few
+ * bytes claim many elements; whatever the encoder writes, the decoder
+ * must read back. */
+static void
+test_zero_width_arrays_read_back(void **state)
+{
+    (void)state;
+    static const uint32_t counts[] = {255, 256, 65535, 65536, 65537, 100000};
+    lep_buf_t b;
+    lep_encoder_t e;
+    lep_buf_init(&b);
+    for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++)
+        for (int kind = 0; kind < 5; kind++) {
+            static const lep_type_t types[] = {LEP_TYPE_UINT, LEP_TYPE_ULONG, LEP_TYPE_BOOL, LEP_TYPE_BOOL,
+                                               LEP_TYPE_LIST};
+            lep_buf_clear(&b);
+            lep_encoder_init(&e, &b);
+            lep_encode_array_begin(&e, types[kind]);
+            for (uint32_t i = 0; i < counts[k]; i++) {
+                switch (kind) {
+                case 0: lep_encode_uint(&e, 0); break;
+                case 1: lep_encode_ulong(&e, 0); break;
+                case 2: lep_encode_bool(&e, true); break;
+                case 3: lep_encode_bool(&e, false); break;
+                default: lep_encode_list_begin(&e), lep_encode_list_end(&e); break;
+                }
+            }
+            lep_encode_array_end(&e);
+            TV_RC(lep_encoder_error(&e), 0, "%u zero-width %s", counts[k], lep_type_name(types[kind]));
+            lep_value_t *v = NULL;
+            TV_RC(lep_value_decode(b.data, b.len, false, &v, NULL), 0, "%u elements of %s (code 0x%02x) read back",
+                  counts[k], lep_type_name(types[kind]), b.data[b.data[0] == 0xe0 ? 3 : 9]);
+            TV_CHECK(v->nchildren == counts[k], "%u elements", counts[k]);
+            lep_value_free(v);
+        }
+    lep_buf_fini(&b);
+}
+
 /* One big element forces the 32-bit form on all its siblings. */
 static void
 test_arrays_wide_elements(void **state)
@@ -1186,6 +1224,7 @@ main(void)
         cmocka_unit_test(test_width_boundaries),
         cmocka_unit_test(test_arrays_every_type),
         cmocka_unit_test(test_empty_arrays),
+        cmocka_unit_test(test_zero_width_arrays_read_back),
         cmocka_unit_test(test_arrays_wide_elements),
         cmocka_unit_test(test_arrays_described),
         cmocka_unit_test(test_sticky_errors),
