@@ -499,6 +499,56 @@ test_random_round_trips(void **state)
     }
 }
 
+static char *
+typed_string(const lep_value_t *v)
+{
+    lep_buf_t p;
+    lep_buf_init(&p);
+    assert_int_equal(lep_value_print(v, &p, LEP_PRINT_TYPED), 0);
+    assert_int_equal(lep_buf_append(&p, "", 1), 0);
+    return (char *)p.data;
+}
+
+/* The typed printed form is canonical: two trees print the same exactly
+ * when they are equal (the interop tests compare these strings). */
+static void
+test_typed_print_canonical(void **state)
+{
+    (void)state;
+    uint64_t seed = seed_from_env() + 2;
+    print_message("typed print: seed %llu\n", (unsigned long long)seed);
+    rng_state = seed;
+    int same = 0;
+    for (int it = 0; it < 3000; it++) {
+        gen_t g1 = {.budget = 1 + (int)rndn(4), .max_depth = 2, .empty_arrays = EMPTY_ARRAYS};
+        gen_t g2 = g1;
+        lep_value_t *a = gen_value(&g1, 0), *b = gen_value(&g2, 0);
+        char *pa = typed_string(a), *pb = typed_string(b);
+        bool eq = lep_value_equal(a, b);
+        if (eq != (strcmp(pa, pb) == 0))
+            fail_msg("seed %llu iteration %d: equal=%d but printed\n  %s\n  %s", (unsigned long long)seed, it,
+                     eq, pa, pb);
+        same += eq;
+        /* and a tree prints like its decoded copy */
+        lep_buf_t enc;
+        lep_value_t *d;
+        assert_int_equal(encode_value(a, &enc), 0);
+        assert_int_equal(lep_value_decode(enc.data, enc.len, false, &d, NULL), 0);
+        char *pd = typed_string(d);
+        if (strcmp(pa, pd) != 0)
+            fail_msg("seed %llu iteration %d: decoded copy prints\n  %s\nnot\n  %s", (unsigned long long)seed, it,
+                     pd, pa);
+        lep_free(pd);
+        lep_value_free(d);
+        lep_buf_fini(&enc);
+        lep_free(pa);
+        lep_free(pb);
+        lep_value_free(a);
+        lep_value_free(b);
+    }
+    TV_CHECK(same > 10, "only %d equal pairs: the check is not exercised", same);
+}
+
 /* Random bytes and mutated encodings: decode either fails cleanly or gives
  * a tree that re-encodes and decodes to an equal tree. */
 static void
@@ -1074,6 +1124,7 @@ main(void)
         cmocka_unit_test(test_value_depth),
         cmocka_unit_test(test_random_round_trips),
         cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_typed_print_canonical),
         cmocka_unit_test(test_alloc_failure_decode),
         cmocka_unit_test(test_alloc_failure_encode_print),
         cmocka_unit_test(test_alloc_failure_builders),
