@@ -236,6 +236,8 @@ lep_message_encode(const lep_message_t *m, lep_buf_t *out)
     }
     if (total > SIZE_MAX / 2)
         return LEP_ERR_LIMIT;
+    if (total == 0)
+        return 0; /* nothing present; out may have no storage at all */
 
     int rc = lep_buf_reserve(out, (size_t)total);
     if (rc)
