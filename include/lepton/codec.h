@@ -217,7 +217,7 @@ typedef struct lep_enc_frame {
     uint8_t kind;       /* LEP_FC_LIST32, LEP_FC_MAP32, LEP_FC_ARRAY32 */
     uint8_t elem_type;  /* arrays: lep_type_t of the elements */
     bool in_array;      /* this compound is itself an array element */
-    uint8_t described;  /* values inside owed to descriptors (not counted) */
+    uint8_t dbase;      /* described-stack height when this compound began */
 } lep_enc_frame_t;
 
 /* Writes values into a lep_buf_t it borrows.  Errors are sticky: after the
@@ -227,7 +227,8 @@ typedef struct lep_encoder {
     lep_buf_t *out;
     int err;
     uint8_t depth;
-    uint8_t described;  /* top level: values owed to descriptors */
+    uint8_t dtop;       /* described values still open (each nests a level) */
+    uint8_t dslots[LEP_CODEC_MAX_DEPTH]; /* per open described: parts to come */
     lep_enc_frame_t stack[LEP_CODEC_MAX_DEPTH];
 } lep_encoder_t;
 

@@ -12,7 +12,7 @@ lep_encoder_init(lep_encoder_t *e, lep_buf_t *out)
     e->out = out;
     e->err = 0;
     e->depth = 0;
-    e->described = 0;
+    e->dtop = 0;
 }
 
 static inline void
@@ -43,38 +43,61 @@ enum { PLAIN = 0, ELEMENT = 1, BAD = -1 };
 
 /* Accounts for a value about to be written: PLAIN (write a constructor),
  * ELEMENT (array element: payload only, in the wide form) or BAD. */
-/* Values still owed to descriptors at the current level: a descriptor and
- * the value it describes count as one element of their compound. */
-static inline uint8_t *
-owed(lep_encoder_t *e)
+/* Described values: a descriptor and the value it describes count as one
+ * element of their compound, and each open described value nests one
+ * level, as the decoder counts it.  dslots holds, for every described
+ * value still open, how many of its two parts are to come; the entries of
+ * one compound sit above its frame's dbase. */
+static inline uint8_t
+dbase(const lep_encoder_t *e)
 {
-    return e->depth ? &e->stack[e->depth - 1].described : &e->described;
+    return e->depth ? e->stack[e->depth - 1].dbase : 0;
+}
+
+/* A complete value was written at the current level: it fills a part of
+ * the innermost open described value, whose completion may in turn
+ * complete the one around it. */
+static inline void
+value_done(lep_encoder_t *e)
+{
+    uint8_t base = dbase(e);
+    while (e->dtop > base) {
+        if (--e->dslots[e->dtop - 1] > 0)
+            return;
+        e->dtop--;
+    }
+}
+
+/* Accounts for a value about to be written: PLAIN (write a constructor),
+ * ELEMENT (array element: payload only, in the wide form) or BAD.
+ * complete: the value is whole once written (not a compound's start). */
+static inline int
+value_start(lep_encoder_t *e, lep_type_t t, bool complete)
+{
+    if (e->err)
+        return BAD;
+    if (e->depth) {
+        lep_enc_frame_t *f = &e->stack[e->depth - 1];
+        if (f->kind == LEP_FC_ARRAY32) {
+            if (f->elem_type != t) {
+                fail(e, LEP_ERR_STATE);
+                return BAD;
+            }
+            f->count++;
+            return ELEMENT;
+        }
+        if (e->dtop == f->dbase)
+            f->count++; /* a new element, not part of a described one */
+    }
+    if (complete)
+        value_done(e);
+    return PLAIN;
 }
 
 static inline int
 begin_value(lep_encoder_t *e, lep_type_t t)
 {
-    if (e->err)
-        return BAD;
-    if (e->depth == 0) {
-        if (e->described)
-            e->described--;
-        return PLAIN;
-    }
-    lep_enc_frame_t *f = &e->stack[e->depth - 1];
-    if (f->kind == LEP_FC_ARRAY32) {
-        if (f->elem_type != t) {
-            fail(e, LEP_ERR_STATE);
-            return BAD;
-        }
-        f->count++;
-        return ELEMENT;
-    }
-    if (f->described)
-        f->described--;
-    else
-        f->count++;
-    return PLAIN;
+    return value_start(e, t, t < LEP_TYPE_LIST);
 }
 
 static void
@@ -284,21 +307,17 @@ lepi_encode_described_prefix(lep_encoder_t *e)
         fail(e, LEP_ERR_STATE); /* array elements share one constructor */
         return false;
     }
-    uint8_t *o = owed(e);
-    if (*o)
-        (*o)--; /* this described value is itself owed to a descriptor */
-    else if (e->depth)
-        e->stack[e->depth - 1].count++;
-    if (*o > UINT8_MAX - 2) {
+    if ((unsigned)e->depth + e->dtop + 1 > LEP_CODEC_MAX_DEPTH) {
         fail(e, LEP_ERR_LIMIT);
         return false;
     }
+    if (e->depth && e->dtop == dbase(e))
+        e->stack[e->depth - 1].count++;
     uint8_t *p = put(e, 1);
     if (!p)
         return false;
     *p = LEP_FC_DESCRIBED;
-    /* Neither the descriptor nor the value after it is counted. */
-    *o = (uint8_t)(*o + 2);
+    e->dslots[e->dtop++] = 2; /* the descriptor, then the value */
     return true;
 }
 
@@ -319,13 +338,13 @@ lep_encode_descriptor_symbol(lep_encoder_t *e, const char *name)
 static void
 compound_begin(lep_encoder_t *e, lep_type_t t, uint8_t kind)
 {
-    int m = begin_value(e, t);
-    if (m == BAD)
-        return;
-    if (e->depth >= LEP_CODEC_MAX_DEPTH) {
+    if (!e->err && (unsigned)e->depth + e->dtop >= LEP_CODEC_MAX_DEPTH) {
         fail(e, LEP_ERR_LIMIT);
         return;
     }
+    int m = value_start(e, t, false);
+    if (m == BAD)
+        return;
     size_t start = e->out->len;
     uint8_t *p = put(e, 8 + (m == PLAIN));
     if (!p)
@@ -339,7 +358,7 @@ compound_begin(lep_encoder_t *e, lep_type_t t, uint8_t kind)
     f->kind = kind;
     f->elem_type = 0;
     f->in_array = m == ELEMENT;
-    f->described = 0;
+    f->dbase = e->dtop;
 }
 
 static lep_enc_frame_t *
@@ -347,11 +366,14 @@ compound_top(lep_encoder_t *e, uint8_t kind)
 {
     if (e->err)
         return NULL;
-    if (e->depth == 0 || e->stack[e->depth - 1].kind != kind || e->stack[e->depth - 1].described) {
-        fail(e, LEP_ERR_STATE);
+    if (e->depth == 0 || e->stack[e->depth - 1].kind != kind ||
+        e->dtop != e->stack[e->depth - 1].dbase) {
+        fail(e, LEP_ERR_STATE); /* unbalanced, or a described value unfinished */
         return NULL;
     }
-    return &e->stack[--e->depth];
+    lep_enc_frame_t *f = &e->stack[--e->depth];
+    value_done(e); /* the compound is whole: it may finish a described value */
+    return f;
 }
 
 void lep_encode_list_begin(lep_encoder_t *e) { compound_begin(e, LEP_TYPE_LIST, LEP_FC_LIST32); }
@@ -524,13 +546,15 @@ narrowest(uint8_t wide, const uint8_t *p, uint32_t count)
             return wide;
         }
     }
+    /* Zero-width forms only for counts the decoder accepts. */
+    bool zw = count <= LEPI_MAX_ZERO_WIDTH_ELEMS;
     switch (wide) {
-    case LEP_FC_UINT: return maxu == 0 ? LEP_FC_UINT0 : maxu <= 0xff ? LEP_FC_SMALLUINT : wide;
-    case LEP_FC_ULONG: return maxu == 0 ? LEP_FC_ULONG0 : maxu <= 0xff ? LEP_FC_SMALLULONG : wide;
+    case LEP_FC_UINT: return maxu == 0 && zw ? LEP_FC_UINT0 : maxu <= 0xff ? LEP_FC_SMALLUINT : wide;
+    case LEP_FC_ULONG: return maxu == 0 && zw ? LEP_FC_ULONG0 : maxu <= 0xff ? LEP_FC_SMALLULONG : wide;
     case LEP_FC_INT: return fits8 ? LEP_FC_SMALLINT : wide;
     case LEP_FC_LONG: return fits8 ? LEP_FC_SMALLLONG : wide;
-    case LEP_FC_BOOLEAN: return all_true ? LEP_FC_TRUE : all_false ? LEP_FC_FALSE : wide;
-    case LEP_FC_LIST32: return all_empty ? LEP_FC_LIST0 : fits8 ? LEP_FC_LIST8 : wide;
+    case LEP_FC_BOOLEAN: return !zw ? wide : all_true ? LEP_FC_TRUE : all_false ? LEP_FC_FALSE : wide;
+    case LEP_FC_LIST32: return all_empty && zw ? LEP_FC_LIST0 : fits8 ? LEP_FC_LIST8 : wide;
     case LEP_FC_VBIN32: case LEP_FC_STR32: case LEP_FC_SYM32: case LEP_FC_MAP32: case LEP_FC_ARRAY32:
         return fits8 ? (uint8_t)(wide - 0x10) : wide; /* vbin8, str8, sym8, map8, array8 */
     default: return wide;
@@ -590,6 +614,10 @@ lep_encode_array_end(lep_encoder_t *e)
     uint8_t wide = elems[-1];
     size_t content = e->out->len - f->start - f->elems;
 
+    if (wide == LEP_FC_NULL && f->count > LEPI_MAX_ZERO_WIDTH_ELEMS) {
+        fail(e, LEP_ERR_LIMIT); /* nulls have no wider form */
+        return;
+    }
     uint8_t code = narrowest(wide, elems, f->count);
     if (code != wide) {
         content = narrow(wide, code, elems, f->count);
@@ -630,7 +658,7 @@ lep_encode_raw(lep_encoder_t *e, const void *data, size_t n)
         return;
     }
     /* raw bytes of a whole value count as one element of any compound */
-    int m = begin_value(e, a.type);
+    int m = value_start(e, a.type, true);
     if (m == BAD)
         return;
     if (m == ELEMENT) {
@@ -656,7 +684,7 @@ compound_atom(lep_encoder_t *e, lep_type_t t, uint8_t fc, lep_bytes_t payload)
         }
         t = (lep_type_t)tt;
     }
-    int m = begin_value(e, t);
+    int m = value_start(e, t, true);
     uint8_t *p;
     if (m == BAD)
         return;
