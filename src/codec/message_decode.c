@@ -4,6 +4,7 @@
  * storage and every field is a view into that copy, so a warm message
  * decodes without allocating. */
 #include "codec/message_internal.h"
+#include "codec/codec_internal.h"
 
 #include <string.h>
 
@@ -18,29 +19,14 @@ enum {
     RANK_FOOTER,
 };
 
-static const struct {
-    const char *name;
-    uint8_t code;
-} section_names[] = {
-    {"amqp:header:list", LEP_DESC_HEADER},
-    {"amqp:delivery-annotations:map", LEP_DESC_DELIVERY_ANNOTATIONS},
-    {"amqp:message-annotations:map", LEP_DESC_MESSAGE_ANNOTATIONS},
-    {"amqp:properties:list", LEP_DESC_PROPERTIES},
-    {"amqp:application-properties:map", LEP_DESC_APPLICATION_PROPERTIES},
-    {"amqp:data:binary", LEP_DESC_DATA},
-    {"amqp:amqp-sequence:list", LEP_DESC_AMQP_SEQUENCE},
-    {"amqp:amqp-value:*", LEP_DESC_AMQP_VALUE},
-    {"amqp:footer:map", LEP_DESC_FOOTER},
-};
-
 static int
 section_code(uint64_t code, lep_bytes_t name)
 {
     if (name.ptr) {
-        for (size_t i = 0; i < sizeof section_names / sizeof section_names[0]; i++)
-            if (lep_bytes_eq_str(name, section_names[i].name))
-                return section_names[i].code;
-        return LEP_ERR_DECODE;
+        const lep_descriptor_info_t *d = lep_descriptor_lookup_name(name);
+        if (!d)
+            return LEP_ERR_DECODE;
+        code = d->code;
     }
     if (code >= LEP_DESC_HEADER && code <= LEP_DESC_FOOTER)
         return (int)code;
@@ -80,22 +66,6 @@ slow_next(fields_t *f, lep_atom_t *a)
     f->p = r.p;
     f->left--;
     return 0;
-}
-
-static inline uint32_t
-be32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return __builtin_bswap32(v);
-}
-
-static inline uint64_t
-be64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return __builtin_bswap64(v);
 }
 
 /* Decodes one scalar value at f->p into *a when its encoding is one of the
@@ -143,21 +113,21 @@ fast_atom(fields_t *f, lep_atom_t *a)
         if (avail < 5)
             return 1;
         t = LEP_TYPE_UINT;
-        a->u.u = be32(p + 1);
+        a->u.u = lepi_be32(p + 1);
         n = 5;
         break;
     case LEP_FC_INT:
         if (avail < 5)
             return 1;
         t = LEP_TYPE_INT;
-        a->u.i = (int32_t)be32(p + 1);
+        a->u.i = (int32_t)lepi_be32(p + 1);
         n = 5;
         break;
     case LEP_FC_ULONG:
         if (avail < 9)
             return 1;
         t = LEP_TYPE_ULONG;
-        a->u.u = be64(p + 1);
+        a->u.u = lepi_be64(p + 1);
         n = 9;
         break;
     case LEP_FC_LONG:
@@ -165,13 +135,13 @@ fast_atom(fields_t *f, lep_atom_t *a)
         if (avail < 9)
             return 1;
         t = code == LEP_FC_LONG ? LEP_TYPE_LONG : LEP_TYPE_TIMESTAMP;
-        a->u.i = (int64_t)be64(p + 1);
+        a->u.i = (int64_t)lepi_be64(p + 1);
         n = 9;
         break;
     case LEP_FC_DOUBLE: {
         if (avail < 9)
             return 1;
-        uint64_t bits = be64(p + 1);
+        uint64_t bits = lepi_be64(p + 1);
         t = LEP_TYPE_DOUBLE;
         memcpy(&a->u.d, &bits, 8);
         n = 9;
@@ -193,7 +163,7 @@ fast_atom(fields_t *f, lep_atom_t *a)
     var: {
         if (avail < 1 + hw)
             return 1;
-        size_t len = hw == 1 ? p[1] : be32(p + 1);
+        size_t len = hw == 1 ? p[1] : lepi_be32(p + 1);
         if (avail - 1 - hw < len)
             return 1;
         const uint8_t *s = p + 1 + hw;
@@ -242,8 +212,8 @@ open_compound(const uint8_t **pp, const uint8_t *end, lep_type_t want, fields_t 
             return 0;
         }
     } else if (avail >= 9 && p[0] == c32) {
-        size_t size = be32(p + 1);
-        uint32_t count = be32(p + 5);
+        size_t size = lepi_be32(p + 1);
+        uint32_t count = lepi_be32(p + 5);
         if (size >= 4 && avail - 5 >= size && count <= size - 4) {
             *f = (fields_t){p + 9, p + 5 + size, count};
             *pp = p + 5 + size;
