@@ -238,6 +238,13 @@ LEP_EXPORT void lep_encoder_init(lep_encoder_t *e, lep_buf_t *out);
  * LEP_ERR_UTF8, LEP_ERR_SYMBOL, LEP_ERR_LIMIT (depth), LEP_ERR_STATE
  * (unbalanced begin/end, mixed types in an array). */
 static inline int lep_encoder_error(const lep_encoder_t *e) { return e->err; }
+/* Like lep_encoder_error, and LEP_ERR_STATE when a compound or a described
+ * value is still open: call when the value should be complete. */
+static inline int
+lep_encoder_finish(const lep_encoder_t *e)
+{
+    return e->err ? e->err : (e->depth || e->dtop) ? LEP_ERR_STATE : 0;
+}
 
 /* Every scalar is written in its smallest legal encoding. */
 LEP_EXPORT void lep_encode_null(lep_encoder_t *e);
