@@ -11,6 +11,8 @@ pkg-config
 clang
 libclang-rt-14-dev
 libcmocka-dev
+libssl-dev
+openssl
 amqp-specs
 python3
 python3-qpid-proton
