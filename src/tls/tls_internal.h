@@ -27,8 +27,5 @@ void lepi_tls_errors(char *out, size_t cap, const char *prefix);
 
 /* The layer's operations (tests drive a layer through them directly). */
 extern const lep_layer_ops_t lepi_tls_ops;
-/* Writes our close_notify to down; later output is dropped.  For the
- * engine once it tells layers that the AMQP side has finished writing. */
-int lepi_tls_shutdown(lep_tls_t *t, lep_buf_t *down);
 
 #endif

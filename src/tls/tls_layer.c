@@ -215,13 +215,9 @@ pump(lep_tls_t *t, lep_conn_t *c, lep_buf_t *up, lep_buf_t *down)
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
             break;
         if (err == SSL_ERROR_ZERO_RETURN) {
-            /* The peer is done: answer its close_notify with ours. */
+            /* The peer is done writing; ours follows when our side
+             * closes (tls_output), after our AMQP close frame. */
             t->close_notify_in = true;
-            if (!t->close_notify_out) {
-                t->close_notify_out = true;
-                SSL_shutdown(t->ssl);
-                ERR_clear_error();
-            }
             break;
         }
         flush(t, down);
@@ -402,18 +398,14 @@ tls_output(void *ctx, lep_conn_t *c, const uint8_t *in, size_t len, size_t *used
         }
         *used += n;
     }
-    return flush(t, down);
-}
-
-int
-lepi_tls_shutdown(lep_tls_t *t, lep_buf_t *down)
-{
-    if (t->state == ST_PLAIN || t->state == ST_FAILED || !t->established || t->close_notify_out)
-        return 0;
-    t->close_notify_out = true;
-    ERR_clear_error();
-    SSL_shutdown(t->ssl);
-    ERR_clear_error();
+    /* All the engine wrote has passed and the AMQP side is closed (its
+     * close frame went out with this or an earlier call): end TLS cleanly,
+     * so the peer can tell our end from a truncation. */
+    if (*used == len && lep_conn_local_state(c) == LEP_STATE_CLOSED) {
+        t->close_notify_out = true;
+        SSL_shutdown(t->ssl);
+        ERR_clear_error();
+    }
     return flush(t, down);
 }
 
@@ -423,6 +415,10 @@ tls_input_closed(void *ctx, lep_conn_t *c)
     lep_tls_t *t = ctx;
 
     if (t->state == ST_PLAIN || t->close_notify_in)
+        return true;
+    /* The peer's AMQP close frame arrived authenticated: nothing can have
+     * been cut off, whatever the peer's TLS stack did at the end. */
+    if (t->established && lep_conn_remote_state(c) == LEP_STATE_CLOSED)
         return true;
     if (t->state != ST_FAILED)
         fail(t, c, LEP_TLS_COND_ERROR,
