@@ -14,7 +14,7 @@
 static void
 expect_buf(const lep_buf_t *b, const char *s)
 {
-    if (b->len != strlen(s) || memcmp(b->data, s, b->len) != 0)
+    if (b->len != strlen(s) || (b->len && memcmp(b->data, s, b->len) != 0))
         fail_msg("got '%.*s', expected '%s'", (int)b->len, (const char *)b->data, s);
 }
 
