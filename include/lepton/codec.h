@@ -165,6 +165,10 @@ LEP_EXPORT int lep_reader_peek(const lep_reader_t *r, lep_atom_t *out);
  * described atom.  The child borrows the same input. */
 LEP_EXPORT int lep_reader_enter(const lep_reader_t *parent, const lep_atom_t *a,
                                 lep_reader_t *child);
+/* Like lep_reader_next, and checks the whole value: every nested compound,
+ * descriptor and array element is decoded and must fill its container
+ * exactly.  Costs a walk of the value; allocates nothing. */
+LEP_EXPORT int lep_reader_next_checked(lep_reader_t *r, lep_atom_t *out);
 /* Skips one value. */
 LEP_EXPORT int lep_reader_skip(lep_reader_t *r);
 /* Bytes consumed so far relative to base. */

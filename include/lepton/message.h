@@ -26,6 +26,7 @@
 #ifndef LEPTON_MESSAGE_H
 #define LEPTON_MESSAGE_H
 
+#include <lepton/amqp_types.h>
 #include <lepton/codec.h>
 #include <lepton/common.h>
 
@@ -35,18 +36,8 @@ extern "C" {
 
 typedef struct lep_message lep_message_t;
 
-/* Section descriptor codes (part 3, section 3.2). */
-enum {
-    LEP_DESC_HEADER = 0x70,
-    LEP_DESC_DELIVERY_ANNOTATIONS = 0x71,
-    LEP_DESC_MESSAGE_ANNOTATIONS = 0x72,
-    LEP_DESC_PROPERTIES = 0x73,
-    LEP_DESC_APPLICATION_PROPERTIES = 0x74,
-    LEP_DESC_DATA = 0x75,
-    LEP_DESC_AMQP_SEQUENCE = 0x76,
-    LEP_DESC_AMQP_VALUE = 0x77,
-    LEP_DESC_FOOTER = 0x78,
-};
+/* Section descriptor codes (LEP_DESC_HEADER ... LEP_DESC_FOOTER) come from
+ * amqp_types.h. */
 
 /* The header and properties fields, for lep_message_has / _unset. */
 typedef enum lep_msg_field {

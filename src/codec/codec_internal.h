@@ -44,6 +44,11 @@ uint8_t lepi_wide_code(lep_type_t t);
  * False when the encoder has failed. */
 bool lepi_encode_described_prefix(lep_encoder_t *e);
 
+/* Checks the inside of a compound or described atom just read from r:
+ * every nested value decodes and fills its container exactly (the deep
+ * half of lep_reader_next_checked). */
+int lepi_check_inside(const lep_reader_t *r, const lep_atom_t *a);
+
 /* Most elements an array of zero-width elements (uint0, true, list0...) may
  * claim: without bytes to pay for them, a count would otherwise let a few
  * input bytes demand gigabytes of decoded tree. */

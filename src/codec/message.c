@@ -8,6 +8,7 @@
  *
  * The field accessors are in message_fields.c and message_maps.c. */
 #include "codec/message_internal.h"
+#include "codec/codec_internal.h"
 
 #include <string.h>
 
@@ -198,34 +199,6 @@ lepi_msg_compact(lep_message_t *m)
 /* Values.                                                            */
 
 int
-lepi_msg_check_children(const lep_reader_t *r, const lep_atom_t *a, int depth)
-{
-    if (a->type != LEP_TYPE_LIST && a->type != LEP_TYPE_MAP && a->type != LEP_TYPE_ARRAY &&
-        a->type != LEP_TYPE_DESCRIBED)
-        return 0;
-    if (depth >= LEP_CODEC_MAX_DEPTH)
-        return LEP_ERR_LIMIT;
-    lep_reader_t c;
-    int rc = lep_reader_enter(r, a, &c);
-    if (rc)
-        return rc;
-    uint32_t n = 0;
-    while (!lep_reader_done(&c)) {
-        lep_atom_t x;
-        if ((rc = lep_reader_next(&c, &x)) != 0)
-            return rc;
-        if ((rc = lepi_msg_check_children(&c, &x, depth + 1)) != 0)
-            return rc;
-        n++;
-    }
-    /* A described atom holds exactly one value; a compound's values must
-     * fill exactly the size its header gave. */
-    if (a->type == LEP_TYPE_DESCRIBED ? n != 1 : c.p != c.end)
-        return LEP_ERR_DECODE;
-    return 0;
-}
-
-int
 lepi_msg_value_check(const uint8_t *p, size_t len, lep_atom_t *out)
 {
     lep_reader_t r;
@@ -233,7 +206,7 @@ lepi_msg_value_check(const uint8_t *p, size_t len, lep_atom_t *out)
     int rc = lep_reader_next(&r, out);
     if (rc)
         return rc;
-    if ((rc = lepi_msg_check_children(&r, out, 0)) != 0)
+    if ((rc = lepi_check_inside(&r, out)) != 0)
         return rc;
     return r.p == r.end ? 0 : LEP_ERR_DECODE;
 }

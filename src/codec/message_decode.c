@@ -61,7 +61,7 @@ slow_next(fields_t *f, lep_atom_t *a)
     int rc = lep_reader_next(&r, a);
     if (rc)
         return rc;
-    if ((rc = lepi_msg_check_children(&r, a, 2)) != 0)
+    if ((rc = lepi_check_inside(&r, a)) != 0)
         return rc;
     f->p = r.p;
     f->left--;
@@ -429,7 +429,7 @@ decode_body(lep_message_t *m, int code, const uint8_t **pp, const uint8_t *end)
         } else {
             if (code == LEP_DESC_AMQP_SEQUENCE && a.type != LEP_TYPE_LIST)
                 return LEP_ERR_TYPE;
-            if ((rc = lepi_msg_check_children(&r, &a, 1)) != 0)
+            if ((rc = lepi_check_inside(&r, &a)) != 0)
                 return rc;
             v = a.raw;
         }

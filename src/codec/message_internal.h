@@ -189,7 +189,5 @@ int lepi_msg_body_reserve(lep_message_t *m, uint32_t n);
  * into compounds, and decodes it shallowly into *out.  0 or a decode
  * error. */
 int lepi_msg_value_check(const uint8_t *p, size_t len, lep_atom_t *out);
-/* Checks the inside of a compound or described atom read from r. */
-int lepi_msg_check_children(const lep_reader_t *r, const lep_atom_t *a, int depth);
 
 #endif

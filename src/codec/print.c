@@ -13,13 +13,14 @@ typedef struct printer {
     lep_buf_t *out;
     int flags;
     int err;
+    size_t limit; /* output may not pass this length */
 } printer_t;
 
 static void
 emit(printer_t *pr, const char *s, size_t n)
 {
     if (!pr->err)
-        pr->err = lep_buf_append(pr->out, s, n);
+        pr->err = pr->out->len + n > pr->limit ? LEP_ERR_LIMIT : lep_buf_append(pr->out, s, n);
 }
 
 static void
@@ -32,6 +33,8 @@ emits(printer_t *pr, const char *s)
     do {                                                                \
         if (!(pr)->err)                                                 \
             (pr)->err = lep_buf_printf((pr)->out, __VA_ARGS__);         \
+        if (!(pr)->err && (pr)->out->len > (pr)->limit)                 \
+            (pr)->err = LEP_ERR_LIMIT;                                  \
     } while (0)
 
 static void
@@ -152,6 +155,8 @@ print_elements(printer_t *pr, lep_reader_t *child, bool map, const char *open,
             print_value(pr, child, level + 1);
         }
     }
+    if (!pr->err && child->p != child->end)
+        pr->err = LEP_ERR_DECODE; /* bytes left over inside the compound */
     if (indent && !first)
         newline(pr, level);
     emits(pr, close);
@@ -183,6 +188,8 @@ print_fields(printer_t *pr, lep_reader_t *child, const lep_descriptor_info_t *in
             emitf(pr, "%s=", info->fields[i]);
         print_value(pr, child, level + 1);
     }
+    if (!pr->err && child->p != child->end)
+        pr->err = LEP_ERR_DECODE;
     if (indent && !first)
         newline(pr, level);
     emit(pr, "]", 1);
@@ -348,7 +355,10 @@ print_value(printer_t *pr, lep_reader_t *r, unsigned level)
 int
 lep_print_encoded(lep_reader_t *r, lep_buf_t *out, int flags)
 {
-    printer_t pr = {out, flags, 0};
+    /* Zero-width array elements sharing one descriptor can make a few
+     * bytes print as gigabytes: bound the output by the input. */
+    size_t in = (size_t)(r->end - r->p);
+    printer_t pr = {out, flags, 0, out->len + ((size_t)4 << 20) + 64 * in};
     size_t mark = out->len;
     print_value(&pr, r, 0);
     if (pr.err)

@@ -414,6 +414,53 @@ lep_reader_next(lep_reader_t *r, lep_atom_t *out)
     return 0;
 }
 
+/* Checks the inside of an atom just read from r. */
+int
+lepi_check_inside(const lep_reader_t *r, const lep_atom_t *a)
+{
+    lep_reader_t c, d;
+    lep_atom_t x;
+    int rc;
+
+    if (a->type != LEP_TYPE_LIST && a->type != LEP_TYPE_MAP && a->type != LEP_TYPE_ARRAY &&
+        a->type != LEP_TYPE_DESCRIBED)
+        return 0;
+    if ((rc = lep_reader_enter(r, a, &c)) != 0)
+        return rc;
+    /* A descriptor is checked where it is written: once for an array of
+     * described elements, not once per element. */
+    lep_bytes_t desc = a->type == LEP_TYPE_ARRAY ? c.array_desc
+                       : (a->type == LEP_TYPE_DESCRIBED && !(a->flags & LEP_ATOM_ARRAY_ELEM))
+                           ? a->ctor
+                           : (lep_bytes_t){0};
+    if (desc.len) {
+        lep_reader_init(&d, desc.ptr, desc.len);
+        d.remaining = 1;
+        d.depth = c.depth;
+        if ((rc = lep_reader_next(&d, &x)) != 0 || (rc = lepi_check_inside(&d, &x)) != 0)
+            return rc;
+        if (d.p != d.end)
+            return LEP_ERR_DECODE;
+    }
+    if (a->type == LEP_TYPE_ARRAY && c.array_desc.len)
+        c.array_desc = (lep_bytes_t){0}; /* elements: check their values only */
+    while (!lep_reader_done(&c)) {
+        if ((rc = lep_reader_next(&c, &x)) != 0 || (rc = lepi_check_inside(&c, &x)) != 0)
+            return rc;
+    }
+    return c.p == c.end ? 0 : LEP_ERR_DECODE;
+}
+
+int
+lep_reader_next_checked(lep_reader_t *r, lep_atom_t *out)
+{
+    lep_reader_t save = *r;
+    int rc = lep_reader_next(r, out);
+    if (rc == 0 && (rc = lepi_check_inside(&save, out)) != 0)
+        *r = save;
+    return rc;
+}
+
 int
 lep_reader_skip(lep_reader_t *r)
 {

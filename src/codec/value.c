@@ -27,9 +27,21 @@ lep_value_free(lep_value_t *v)
     lep_free(v);
 }
 
-static int
-build(lep_reader_t *r, lep_value_t *v)
+/* Nodes a tree may have: generous for real values, but a few bytes must
+ * not unfold into millions of nodes (zero-width array elements sharing a
+ * large descriptor do exactly that). */
+static size_t
+node_budget(size_t len)
 {
+    return 4 * (size_t)LEPI_MAX_ZERO_WIDTH_ELEMS + 16 * len;
+}
+
+static int
+build(lep_reader_t *r, lep_value_t *v, size_t *budget)
+{
+    if (*budget == 0)
+        return LEP_ERR_LIMIT;
+    (*budget)--;
     int rc = lep_reader_next(r, &v->atom);
     if (rc)
         return rc;
@@ -56,16 +68,16 @@ build(lep_reader_t *r, lep_value_t *v)
         d.remaining = 1;
         d.depth = child.depth;
         v->nchildren = 1;
-        if ((rc = build(&d, &v->children[0])) != 0)
+        if ((rc = build(&d, &v->children[0], budget)) != 0)
             return rc;
         v->nchildren = 2;
-        if ((rc = build(&child, &v->children[1])) != 0)
+        if ((rc = build(&child, &v->children[1], budget)) != 0)
             return rc;
         return 0;
     }
     for (uint32_t i = 0; i < n; i++) {
         v->nchildren = i + 1;
-        if ((rc = build(&child, &v->children[i])) != 0)
+        if ((rc = build(&child, &v->children[i], budget)) != 0)
             return rc;
     }
     /* The elements must fill the compound exactly. */
@@ -92,7 +104,8 @@ lep_value_decode(const void *p, size_t len, bool copy, lep_value_t **out, size_t
     }
     lep_reader_t r;
     lep_reader_init(&r, p, len);
-    rc = build(&r, v);
+    size_t budget = node_budget(len);
+    rc = build(&r, v, &budget);
     v->owned = mem;
     if (rc) {
         lep_value_free(v);
