@@ -27,5 +27,7 @@ void lepi_tls_errors(char *out, size_t cap, const char *prefix);
 
 /* The layer's operations (tests drive a layer through them directly). */
 extern const lep_layer_ops_t lepi_tls_ops;
+/* True once the peer's close_notify arrived (tests). */
+bool lepi_tls_peer_closed(const lep_tls_t *t);
 
 #endif

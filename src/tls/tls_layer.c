@@ -590,6 +590,12 @@ lep_tls_peer_verified(const lep_tls_t *t)
     return t && t->verified;
 }
 
+bool
+lepi_tls_peer_closed(const lep_tls_t *t)
+{
+    return t->close_notify_in;
+}
+
 const char *
 lep_tls_sni(const lep_tls_t *t)
 {
