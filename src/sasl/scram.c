@@ -477,7 +477,7 @@ lepi_scram_server_parse_first(lepi_scram_t *s, lep_bytes_t msg)
 {
     const uint8_t *p = msg.ptr, *end = p + msg.len;
     lep_bytes_t rest, v;
-    int rc;
+    int rc = 0;
 
     if (s->state != 0)
         return LEP_ERR_STATE;
@@ -497,7 +497,9 @@ lepi_scram_server_parse_first(lepi_scram_t *s, lep_bytes_t msg)
         q = a;
         while (q < end && *q != ',')
             q++;
-        if (q == end || append_unescaped(&s->authzid, LEP_BYTES(a, (size_t)(q - a)))) {
+        if (q == end || (rc = append_unescaped(&s->authzid, LEP_BYTES(a, (size_t)(q - a))))) {
+            if (rc == LEP_ERR_NOMEM)
+                return rc;
             set_error(s, "client-first-message: bad authzid");
             return LEP_ERR_DECODE;
         }

@@ -1049,6 +1049,81 @@ test_truncation_client(void **state)
     lep_buf_fini(&rec);
 }
 
+/* ------------------------------------------------------------------ */
+/* Allocation failure during the exchange: each allocation in turn.    */
+
+static long alloc_left = -1;
+
+static void *
+fail_malloc(size_t n, void *ctx)
+{
+    if (alloc_left == 0)
+        return NULL;
+    if (alloc_left > 0)
+        alloc_left--;
+    return malloc(n);
+}
+
+static void *
+fail_realloc(void *p, size_t n, void *ctx)
+{
+    if (alloc_left == 0)
+        return NULL;
+    if (alloc_left > 0)
+        alloc_left--;
+    return realloc(p, n);
+}
+
+static void
+plain_free(void *p, void *ctx)
+{
+    free(p);
+}
+
+static void
+test_alloc_failures(void **state)
+{
+    const lep_allocator_t a = {fail_malloc, fail_realloc, plain_free, NULL};
+    static const char *mechs[] = {"SCRAM-SHA-256", "PLAIN"};
+    for (int m = 0; m < 2; m++) {
+        bool ok = false;
+        for (long n = 0; n < 400 && !ok; n++) {
+            peer_t cl, sv;
+            lep_sasl_client_opts_t co;
+            lep_sasl_server_opts_t so;
+            lep_sasl_client_opts_init(&co);
+            lep_sasl_server_opts_init(&so);
+            so.users = users;
+            so.allow_insecure = true;
+            so.scram_iterations = 16;
+            co.allow_insecure = true;
+            co.mechanisms = mechs[m];
+            co.username = "pat";
+            co.password = "pat:pw";
+            lep_set_allocator(&a);
+            alloc_left = n;
+            memset(&cl, 0, sizeof cl);
+            memset(&sv, 0, sizeof sv);
+            lep_conn_opts_t sco;
+            lep_conn_opts_init(&sco);
+            sco.server = true;
+            if (lep_conn_new(&cl.c, NULL) == 0 && lep_conn_new(&sv.c, &sco) == 0 &&
+                lep_sasl_client_add(cl.c, &co, &cl.s) == 0 &&
+                lep_sasl_server_add(sv.c, &so, &sv.s) == 0 && lep_conn_open(cl.c) == 0 &&
+                lep_conn_open(sv.c) == 0) {
+                pump(&cl, &sv, SIZE_MAX);
+                ok = alloc_left != 0 && cl.remote_open && sv.remote_open &&
+                     lep_sasl_outcome(cl.s) == LEP_SASL_CODE_OK;
+            }
+            alloc_left = -1;
+            lep_set_allocator(NULL);
+            lep_conn_free(cl.c);
+            lep_conn_free(sv.c);
+        }
+        assert_true(ok);
+    }
+}
+
 int
 main(void)
 {
@@ -1067,6 +1142,7 @@ main(void)
         cmocka_unit_test(test_client_bad_server),
         cmocka_unit_test(test_truncation_server),
         cmocka_unit_test(test_truncation_client),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

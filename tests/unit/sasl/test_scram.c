@@ -456,6 +456,102 @@ test_users_load(void **state)
     assert_int_equal(lep_sasl_users_load(&u, path, err, sizeof err), LEP_ERR_IO);
 }
 
+/* ------------------------------------------------------------------ */
+/* Allocation failure: each allocation in turn fails; no crash, no leak. */
+
+static long alloc_left = -1;
+
+static void *
+fail_malloc(size_t n, void *ctx)
+{
+    if (alloc_left == 0)
+        return NULL;
+    if (alloc_left > 0)
+        alloc_left--;
+    return malloc(n);
+}
+
+static void *
+fail_realloc(void *p, size_t n, void *ctx)
+{
+    if (alloc_left == 0)
+        return NULL;
+    if (alloc_left > 0)
+        alloc_left--;
+    return realloc(p, n);
+}
+
+static void
+plain_free(void *p, void *ctx)
+{
+    free(p);
+}
+
+static void
+test_alloc_failures(void **state)
+{
+    const lep_allocator_t a = {fail_malloc, fail_realloc, plain_free, NULL};
+    lep_set_allocator(&a);
+    bool done_parse = false, done_entry = false, done_scram = false;
+    for (long n = 0; n < 200 && !(done_parse && done_entry && done_scram); n++) {
+        lep_sasl_users_t *u = NULL;
+        const char *text = "a:PLAIN:x\nb:SCRAM-SHA-1:4096:c2FsdA==:" K20 ":" K20 "\nc:PLAIN:y\n"
+                           "d:PLAIN:z\ne:PLAIN:z\nf:PLAIN:z\ng:PLAIN:z\nh:PLAIN:z\ni:PLAIN:z\n";
+        alloc_left = n;
+        int rc = lep_sasl_users_parse(&u, text, strlen(text), "t", NULL, 0);
+        alloc_left = -1;
+        assert_true(rc == 0 || rc == LEP_ERR_NOMEM);
+        if (rc == 0) {
+            assert_int_equal(lep_sasl_users_count(u), 9);
+            done_parse = true;
+        }
+        lep_sasl_users_free(u);
+
+        lep_buf_t b;
+        lep_buf_init(&b);
+        alloc_left = n;
+        rc = lep_sasl_users_entry(&b, "user", "SCRAM-SHA-256", "pw", 16);
+        alloc_left = -1;
+        assert_true(rc == 0 || rc == LEP_ERR_NOMEM);
+        if (rc == 0)
+            done_entry = true;
+        lep_buf_fini(&b);
+
+        char sf[200];
+        lepi_scram_t c, s;
+        lepi_scram_cred_t cr;
+        lep_buf_t m1, m2, m3, m4;
+        lepi_scram_init(&c, LEPI_HASH_SHA256);
+        lepi_scram_init(&s, LEPI_HASH_SHA256);
+        lep_buf_init(&m1);
+        lep_buf_init(&m2);
+        lep_buf_init(&m3);
+        lep_buf_init(&m4);
+        lepi_scram_derive(&cr, LEPI_HASH_SHA256, lep_bytes_str("pw"), (const uint8_t *)"s", 1, 16);
+        alloc_left = n;
+        rc = lepi_scram_client_first(&c, "user", "az", NULL, &m1);
+        if (!rc) rc = lepi_scram_server_parse_first(&s, lep_buf_bytes(&m1));
+        if (!rc) rc = lepi_scram_server_first(&s, &cr, NULL, &m2);
+        if (!rc) rc = lepi_scram_client_final(&c, lep_bytes_str("pw"), lep_buf_bytes(&m2), &m3);
+        if (!rc) rc = lepi_scram_server_final(&s, lep_buf_bytes(&m3), &m4);
+        if (!rc) rc = lepi_scram_client_verify(&c, lep_buf_bytes(&m4));
+        alloc_left = -1;
+        assert_true(rc == 0 || rc == LEP_ERR_NOMEM);
+        if (rc == 0) {
+            snprintf(sf, sizeof sf, "%.*s", (int)m4.len, (const char *)m4.data);
+            done_scram = true;
+        }
+        lep_buf_fini(&m1);
+        lep_buf_fini(&m2);
+        lep_buf_fini(&m3);
+        lep_buf_fini(&m4);
+        lepi_scram_fini(&c);
+        lepi_scram_fini(&s);
+    }
+    lep_set_allocator(NULL);
+    assert_true(done_parse && done_entry && done_scram);
+}
+
 int
 main(void)
 {
@@ -472,6 +568,7 @@ main(void)
         cmocka_unit_test(test_users_rfc_credentials),
         cmocka_unit_test(test_users_parse_errors),
         cmocka_unit_test(test_users_load),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
