@@ -218,15 +218,18 @@ lepi_cond_set_str(lepi_cond_t *c, const char *name, const char *desc)
     return lepi_cond_set(c, &v);
 }
 
+/* Views into raw. */
+
 int
-lepi_cond_decode(lepi_cond_t *c, lep_bytes_t raw)
+lepi_cond_view(lep_bytes_t raw, lep_condition_t *v)
 {
+    memset(v, 0, sizeof *v);
     if (raw.len == 0)
-        return lepi_cond_set(c, NULL);
+        return 0;
     lep_reader_t r;
     lep_reader_init(&r, raw.ptr, raw.len);
     if (lep_read_null(&r))
-        return lepi_cond_set(c, NULL);
+        return 0;
     uint64_t code;
     lep_bytes_t name;
     int rc = lep_read_descriptor(&r, &code, &name);
@@ -238,11 +241,9 @@ lepi_cond_decode(lepi_cond_t *c, lep_bytes_t raw)
     uint32_t n;
     if ((rc = lep_read_list(&r, &l, &n)) != 0)
         return rc;
-    lep_condition_t v;
-    memset(&v, 0, sizeof v);
-    if (n < 1 || lep_read_symbol(&l, &v.name) != 0)
+    if (n < 1 || lep_read_symbol(&l, &v->name) != 0 || v->name.len == 0)
         return LEP_ERR_DECODE;
-    if (n >= 2 && !lep_read_null(&l) && (rc = lep_read_string(&l, &v.description)) != 0)
+    if (n >= 2 && !lep_read_null(&l) && (rc = lep_read_string(&l, &v->description)) != 0)
         return rc;
     if (n >= 3 && !lep_read_null(&l)) {
         lep_atom_t a;
@@ -250,11 +251,19 @@ lepi_cond_decode(lepi_cond_t *c, lep_bytes_t raw)
             return rc;
         if (a.type != LEP_TYPE_MAP)
             return LEP_ERR_TYPE;
-        v.info = a.raw;
+        v->info = a.raw;
     }
-    if (v.name.len == 0)
-        return LEP_ERR_DECODE;
-    return lepi_cond_set(c, &v);
+    return 0;
+}
+
+int
+lepi_cond_decode(lepi_cond_t *c, lep_bytes_t raw)
+{
+    lep_condition_t v;
+    int rc = lepi_cond_view(raw, &v);
+    if (rc != 0)
+        return rc;
+    return lepi_cond_set(c, v.name.len ? &v : NULL);
 }
 
 void

@@ -25,6 +25,7 @@ int lepi_cond_set_str(lepi_cond_t *c, const char *name, const char *desc);
 /* Decodes an encoded error (described list) into a copy.  Empty raw or
  * null clears it.  Returns LEP_ERR_DECODE / _TYPE for a bad encoding. */
 int lepi_cond_decode(lepi_cond_t *c, lep_bytes_t raw);
+int lepi_cond_view(lep_bytes_t raw, lep_condition_t *out);
 /* Encodes c as an amqp:error (nothing when c has no name). */
 void lepi_cond_encode(lep_encoder_t *e, const lep_condition_t *c);
 
@@ -64,6 +65,7 @@ struct lep_delivery {
     lep_delivery_t *next, *prev;     /* session unsettled list (by id) */
     lep_delivery_t *snext;           /* link send queue */
     lep_delivery_t *dnext;           /* session disposition queue */
+    lep_delivery_t *lnext, *lprev;   /* every live delivery of the link */
     uint32_t id;                     /* delivery-id */
     uint32_t flags;
     uint8_t chg, seen;               /* change bits: pending / of the last event */
@@ -94,7 +96,7 @@ struct lep_link {
     uint64_t max_message_size;       /* ours */
     uint64_t remote_max_message_size;
     /* ours */
-    bool has_source, has_target;
+    bool has_source, has_target, terms_set;
     lep_source_t source;
     lep_target_t target;
     lep_buf_t terms_buf;             /* bytes behind source/target views */
@@ -114,7 +116,9 @@ struct lep_link {
     bool drain;                      /* receiver: asked; sender: asked by peer */
     bool flow_pending;
     /* deliveries */
-    lep_delivery_t *current;         /* receiver: partial incoming; sender: in writing */
+    lep_delivery_t *current;         /* receiver: partial incoming */
+    lep_delivery_t *all;             /* every live delivery */
+    bool internal;                   /* refused by the engine, invisible to the app */
     lep_delivery_t *sq_head, *sq_tail; /* sender: queued for transfer */
     uint32_t unsettled;
     uint32_t queued;
@@ -152,7 +156,10 @@ struct lep_session {
     lep_delivery_t *out_head, *out_tail; /* outgoing unsettled, by id */
     lep_delivery_t *in_head, *in_tail;   /* incoming unsettled, by id */
     lep_delivery_t *dq_head, *dq_tail;   /* dispositions to send */
-    lep_link_t *sendable_head;       /* links with queued transfers (round robin) */
+    lep_delivery_t **dsort;          /* scratch for batching dispositions */
+    uint32_t dsort_cap;
+    bool flow_pending;               /* a session flow is owed */
+    bool links_flow_pending;         /* some link owes a flow */
     void *ctx;
 };
 
@@ -276,7 +283,6 @@ void lepi_link_pump(lep_link_t *l);
 void lepi_session_pump(lep_session_t *s);
 void lepi_flush_dispositions(lep_session_t *s);
 void lepi_link_drop_deliveries(lep_link_t *l);
-void lepi_session_drop_deliveries(lep_session_t *s);
 void lepi_delivery_event(lep_delivery_t *d, uint8_t chg);
 
 /* misc */

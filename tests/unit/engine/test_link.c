@@ -1,0 +1,791 @@
+/* Engine: sessions, links, credit, deliveries and the three guarantees,
+ * multi-frame and streaming transfers, abort, drain, link and session
+ * errors.  Two engines wired in memory. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <lepton/engine.h>
+
+#define MAXEV 4096
+
+typedef struct peer {
+    lep_conn_t *c;
+    lep_event_t ev[MAXEV];
+    int nev;
+    lep_session_t *ssn;
+    lep_link_t *link;
+    int dispositions; /* disposition frames sent */
+    int transfers;    /* transfer frames sent */
+    /* auto-answer the peer's open/begin/attach */
+    bool autorespond;
+} peer_t;
+
+static void
+trace(void *ctx, lep_conn_t *c, bool sent, const char *line)
+{
+    (void)c;
+    peer_t *p = ctx;
+    if (sent && strstr(line, "disposition"))
+        p->dispositions++;
+    if (sent && strstr(line, "transfer"))
+        p->transfers++;
+    if (getenv("LEP_TRACE"))
+        fprintf(stderr, "%s %s\n", p->c && lep_conn_is_server(p->c) ? "S" : "C", line);
+}
+
+static void
+handle(peer_t *p, const lep_event_t *e)
+{
+    if (!p->autorespond)
+        return;
+    switch (e->type) {
+    case LEP_EVENT_CONN_REMOTE_OPEN:
+        if (lep_conn_local_state(p->c) == LEP_STATE_UNINIT)
+            assert_int_equal(lep_conn_open(p->c), 0);
+        break;
+    case LEP_EVENT_SESSION_REMOTE_BEGIN:
+        if (lep_session_local_state(e->session) == LEP_STATE_UNINIT) {
+            assert_int_equal(lep_session_begin(e->session), 0);
+            p->ssn = e->session;
+        }
+        break;
+    case LEP_EVENT_LINK_REMOTE_ATTACH:
+        if (lep_link_local_state(e->link) == LEP_STATE_UNINIT) {
+            assert_int_equal(lep_link_attach(e->link), 0);
+            p->link = e->link;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+drain_events(peer_t *p)
+{
+    const lep_event_t *e;
+    while ((e = lep_conn_next_event(p->c))) {
+        if (p->nev < MAXEV)
+            p->ev[p->nev++] = *e;
+        handle(p, e);
+    }
+}
+
+static int
+count(const peer_t *p, lep_event_type_t t)
+{
+    int n = 0;
+    for (int i = 0; i < p->nev; i++)
+        if (p->ev[i].type == t)
+            n++;
+    return n;
+}
+
+static size_t
+move(lep_conn_t *from, lep_conn_t *to)
+{
+    lep_bytes_t b = lep_conn_output(from);
+    if (!b.len)
+        return 0;
+    size_t used = 0;
+    lep_conn_feed(to, b.ptr, b.len, &used);
+    lep_conn_consumed(from, b.len);
+    return b.len;
+}
+
+static void
+pump(peer_t *a, peer_t *b)
+{
+    for (int i = 0; i < 100000; i++) {
+        drain_events(a);
+        drain_events(b);
+        size_t n = move(a->c, b->c) + move(b->c, a->c);
+        if (!n)
+            break;
+    }
+    drain_events(a);
+    drain_events(b);
+}
+
+/* Client a, server b, opened, one session, a's link attached. */
+static void
+setup(peer_t *a, peer_t *b, uint32_t frame, bool a_receiver, uint8_t snd, uint8_t rcv)
+{
+    memset(a, 0, sizeof *a);
+    memset(b, 0, sizeof *b);
+    lep_conn_opts_t oa, ob;
+    lep_conn_opts_init(&oa);
+    lep_conn_opts_init(&ob);
+    oa.container_id = "client";
+    ob.container_id = "server";
+    ob.server = true;
+    if (frame)
+        oa.max_frame_size = ob.max_frame_size = frame;
+    assert_int_equal(lep_conn_new(&a->c, &oa), 0);
+    assert_int_equal(lep_conn_new(&b->c, &ob), 0);
+    lep_conn_set_trace(a->c, trace, a);
+    lep_conn_set_trace(b->c, trace, b);
+    b->autorespond = true;
+    assert_int_equal(lep_conn_open(a->c), 0);
+    assert_int_equal(lep_session_new(a->c, &a->ssn), 0);
+    assert_int_equal(lep_session_begin(a->ssn), 0);
+    lep_link_opts_t lo;
+    lep_link_opts_init(&lo);
+    lo.name = "link-1";
+    lo.receiver = a_receiver;
+    lo.snd_settle_mode = snd;
+    lo.rcv_settle_mode = rcv;
+    lep_source_t src;
+    lep_source_init(&src);
+    src.present = LEP_SOURCE_HAS_ADDRESS | LEP_SOURCE_HAS_DURABLE | LEP_SOURCE_HAS_TIMEOUT;
+    /* address is an encoded string: 0xa1 len bytes */
+    static const uint8_t addr_src[] = {0xa1, 3, 's', 'r', 'c'};
+    static const uint8_t addr_tgt[] = {0xa1, 6, 'q', 'u', 'e', 'u', 'e', '1'};
+    src.address = LEP_BYTES(addr_src, sizeof addr_src);
+    src.durable = LEP_TERMINUS_DURABILITY_UNSETTLED_STATE;
+    src.timeout = 30;
+    lep_target_t tgt;
+    lep_target_init(&tgt);
+    tgt.present = LEP_TARGET_HAS_ADDRESS;
+    tgt.address = LEP_BYTES(addr_tgt, sizeof addr_tgt);
+    lo.source = &src;
+    lo.target = &tgt;
+    assert_int_equal(lep_link_new(a->ssn, &lo, &a->link), 0);
+    assert_int_equal(lep_link_attach(a->link), 0);
+    pump(a, b);
+    assert_non_null(b->link);
+    assert_int_equal(lep_link_remote_state(a->link), LEP_STATE_ACTIVE);
+    assert_int_equal(lep_link_local_state(b->link), LEP_STATE_ACTIVE);
+}
+
+static void
+teardown_pair(peer_t *a, peer_t *b)
+{
+    if (lep_conn_local_state(a->c) != LEP_STATE_CLOSED)
+        lep_conn_close(a->c, NULL);
+    pump(a, b);
+    if (lep_conn_local_state(b->c) != LEP_STATE_CLOSED)
+        lep_conn_close(b->c, NULL);
+    pump(a, b);
+    assert_true(lep_conn_finished(a->c));
+    assert_true(lep_conn_finished(b->c));
+    lep_conn_free(a->c);
+    lep_conn_free(b->c);
+}
+
+static lep_delivery_t *
+last_delivery(peer_t *p)
+{
+    for (int i = p->nev - 1; i >= 0; i--)
+        if (p->ev[i].type == LEP_EVENT_DELIVERY)
+            return p->ev[i].delivery;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_attach_termini(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_MIXED, LEP_RCV_SETTLE_FIRST);
+    assert_true(lep_link_is_receiver(b.link));
+    assert_true(lep_bytes_eq_str(lep_link_name(b.link), "link-1"));
+    const lep_source_t *s = lep_link_remote_source(b.link);
+    const lep_target_t *t = lep_link_remote_target(b.link);
+    assert_non_null(s);
+    assert_non_null(t);
+    assert_int_equal(s->durable, LEP_TERMINUS_DURABILITY_UNSETTLED_STATE);
+    assert_int_equal(s->timeout, 30);
+    assert_int_equal(t->address.len, 8);
+    assert_memory_equal(t->address.ptr + 2, "queue1", 6);
+    /* b echoed the termini */
+    const lep_target_t *t2 = lep_link_remote_target(a.link);
+    assert_non_null(t2);
+    assert_memory_equal(t2->address.ptr + 2, "queue1", 6);
+    assert_non_null(lep_link_target(a.link));
+    assert_non_null(lep_link_remote_attach(b.link));
+    assert_int_equal(count(&a, LEP_EVENT_SESSION_REMOTE_BEGIN), 1);
+    assert_int_equal(count(&a, LEP_EVENT_LINK_REMOTE_ATTACH), 1);
+    /* detach with close and a condition */
+    lep_condition_t cond = {lep_bytes_str("amqp:not-found"), lep_bytes_str("gone"), {NULL, 0}};
+    assert_int_equal(lep_link_detach(a.link, true, &cond), 0);
+    pump(&a, &b);
+    assert_int_equal(count(&b, LEP_EVENT_LINK_REMOTE_DETACH), 1);
+    assert_true(lep_link_remote_closed(b.link));
+    assert_true(lep_bytes_eq_str(lep_link_remote_condition(b.link)->name, "amqp:not-found"));
+    assert_true(lep_bytes_eq_str(lep_link_remote_condition(b.link)->description, "gone"));
+    assert_int_equal(lep_link_detach(b.link, true, NULL), 0);
+    pump(&a, &b);
+    assert_true(lep_link_remote_closed(a.link));
+    assert_int_equal(lep_link_free(a.link), 0);
+    assert_int_equal(lep_link_free(b.link), 0);
+    /* end the session */
+    assert_int_equal(lep_session_end(a.ssn, NULL), 0);
+    pump(&a, &b);
+    assert_int_equal(count(&b, LEP_EVENT_SESSION_REMOTE_END), 1);
+    assert_int_equal(lep_session_end(b.ssn, NULL), 0);
+    pump(&a, &b);
+    assert_int_equal(lep_session_remote_state(a.ssn), LEP_STATE_CLOSED);
+    assert_int_equal(lep_session_free(a.ssn), 0);
+    teardown_pair(&a, &b);
+}
+
+static void
+test_at_least_once(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_UNSETTLED, LEP_RCV_SETTLE_FIRST);
+    assert_int_equal(lep_link_credit(a.link), 0);
+    assert_int_equal(lep_link_send(a.link, lep_bytes_str(""), "x", 1, false, NULL), LEP_ERR_STATE);
+    assert_int_equal(lep_link_flow(b.link, 10), 0);
+    pump(&a, &b);
+    assert_true(count(&a, LEP_EVENT_LINK_FLOW) >= 1);
+    assert_int_equal(lep_link_credit(a.link), 10);
+    lep_delivery_t *sd[5];
+    for (int i = 0; i < 5; i++) {
+        char msg[32];
+        int n = snprintf(msg, sizeof msg, "message %d", i);
+        assert_int_equal(lep_link_send(a.link, lep_bytes_str(""), msg, (size_t)n, false, &sd[i]), 0);
+        assert_non_null(sd[i]);
+    }
+    assert_int_equal(lep_link_credit(a.link), 5);
+    assert_int_equal(lep_link_unsettled(a.link), 5);
+    pump(&a, &b);
+    int got = 0;
+    for (int i = 0; i < b.nev; i++) {
+        if (b.ev[i].type != LEP_EVENT_DELIVERY)
+            continue;
+        lep_delivery_t *d = b.ev[i].delivery;
+        char want[32];
+        int n = snprintf(want, sizeof want, "message %d", got);
+        lep_bytes_t data = lep_delivery_data(d);
+        assert_int_equal(data.len, n);
+        assert_memory_equal(data.ptr, want, (size_t)n);
+        assert_false(lep_delivery_partial(d));
+        assert_false(lep_delivery_remote_settled(d));
+        assert_int_equal(lep_delivery_accept(d), 0);
+        assert_int_equal(lep_delivery_settle(d), 0);
+        got++;
+    }
+    assert_int_equal(got, 5);
+    assert_int_equal(lep_link_credit(b.link), 5);
+    b.dispositions = 0;
+    a.nev = 0;
+    pump(&a, &b);
+    assert_int_equal(b.dispositions, 1); /* one range for all five */
+    for (int i = 0; i < 5; i++) {
+        assert_true(lep_delivery_remote_settled(sd[i]));
+        assert_int_equal(lep_delivery_remote_state(sd[i])->type, LEP_OUTCOME_ACCEPTED);
+        assert_int_equal(lep_delivery_settle(sd[i]), 0);
+    }
+    assert_int_equal(count(&a, LEP_EVENT_DELIVERY), 5);
+    assert_int_equal(lep_link_unsettled(a.link), 0);
+    a.dispositions = 0;
+    pump(&a, &b);
+    assert_int_equal(a.dispositions, 0); /* nothing to say: the receiver settled first */
+    teardown_pair(&a, &b);
+}
+
+static void
+test_at_most_once(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_SETTLED, LEP_RCV_SETTLE_FIRST);
+    assert_int_equal(lep_link_snd_settle_mode(b.link), LEP_SND_SETTLE_SETTLED);
+    lep_link_flow(b.link, 3);
+    pump(&a, &b);
+    lep_delivery_t *d = (lep_delivery_t *)1;
+    assert_int_equal(lep_link_send(a.link, lep_bytes_str("t1"), "hello", 5, true, &d), 0);
+    assert_null(d);
+    assert_int_equal(lep_link_unsettled(a.link), 0);
+    pump(&a, &b);
+    lep_delivery_t *r = last_delivery(&b);
+    assert_non_null(r);
+    assert_true(lep_delivery_remote_settled(r));
+    assert_true(lep_bytes_eq_str(lep_delivery_tag(r), "t1"));
+    assert_int_equal(lep_delivery_settle(r), 0);
+    b.dispositions = 0;
+    pump(&a, &b);
+    assert_int_equal(b.dispositions, 0);
+    assert_int_equal(lep_link_unsettled(b.link), 0);
+    teardown_pair(&a, &b);
+}
+
+static void
+test_exactly_once(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_UNSETTLED, LEP_RCV_SETTLE_SECOND);
+    assert_int_equal(lep_link_rcv_settle_mode(a.link), LEP_RCV_SETTLE_SECOND);
+    assert_int_equal(lep_link_rcv_settle_mode(b.link), LEP_RCV_SETTLE_SECOND);
+    lep_link_flow(b.link, 1);
+    pump(&a, &b);
+    lep_delivery_t *sd;
+    assert_int_equal(lep_link_send(a.link, lep_bytes_str(""), "once", 4, false, &sd), 0);
+    pump(&a, &b);
+    lep_delivery_t *rd = last_delivery(&b);
+    assert_non_null(rd);
+    /* receiver: accept, do not settle */
+    assert_int_equal(lep_delivery_accept(rd), 0);
+    pump(&a, &b);
+    assert_true(lep_delivery_updated(sd) || lep_delivery_remote_state(sd)->type == LEP_OUTCOME_ACCEPTED);
+    assert_int_equal(lep_delivery_remote_state(sd)->type, LEP_OUTCOME_ACCEPTED);
+    assert_false(lep_delivery_remote_settled(sd));
+    /* sender settles */
+    b.nev = 0;
+    assert_int_equal(lep_delivery_settle(sd), 0);
+    pump(&a, &b);
+    assert_int_equal(count(&b, LEP_EVENT_DELIVERY), 1);
+    assert_true(lep_delivery_remote_settled(rd));
+    /* receiver settles last: nothing more on the wire */
+    b.dispositions = 0;
+    assert_int_equal(lep_delivery_settle(rd), 0);
+    pump(&a, &b);
+    assert_int_equal(b.dispositions, 0);
+    assert_int_equal(lep_link_unsettled(a.link), 0);
+    assert_int_equal(lep_link_unsettled(b.link), 0);
+    teardown_pair(&a, &b);
+}
+
+static void
+test_outcomes(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_UNSETTLED, LEP_RCV_SETTLE_FIRST);
+    lep_link_flow(b.link, 4);
+    pump(&a, &b);
+    lep_delivery_t *sd[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(lep_link_send(a.link, lep_bytes_str(""), "m", 1, false, &sd[i]), 0);
+    pump(&a, &b);
+    lep_delivery_t *rd[4];
+    int n = 0;
+    for (int i = 0; i < b.nev; i++)
+        if (b.ev[i].type == LEP_EVENT_DELIVERY)
+            rd[n++] = b.ev[i].delivery;
+    assert_int_equal(n, 4);
+    lep_outcome_t o;
+    memset(&o, 0, sizeof o);
+    o.type = LEP_OUTCOME_REJECTED;
+    o.error.name = lep_bytes_str("amqp:invalid-field");
+    o.error.description = lep_bytes_str("bad body");
+    assert_int_equal(lep_delivery_update(rd[0], &o), 0);
+    assert_int_equal(lep_delivery_release(rd[1]), 0);
+    memset(&o, 0, sizeof o);
+    o.type = LEP_OUTCOME_MODIFIED;
+    o.delivery_failed = true;
+    o.undeliverable_here = true;
+    static const uint8_t ann[] = {0xc1, 0x05, 0x02, 0xa3, 0x01, 'k', 0x41};
+    o.annotations = LEP_BYTES(ann, sizeof ann);
+    assert_int_equal(lep_delivery_update(rd[2], &o), 0);
+    memset(&o, 0, sizeof o);
+    o.type = LEP_OUTCOME_RECEIVED;
+    o.section_number = 2;
+    o.section_offset = 77;
+    assert_int_equal(lep_delivery_update(rd[3], &o), 0);
+    for (int i = 0; i < 3; i++)
+        lep_delivery_settle(rd[i]);
+    pump(&a, &b);
+    const lep_outcome_t *r = lep_delivery_remote_state(sd[0]);
+    assert_int_equal(r->type, LEP_OUTCOME_REJECTED);
+    assert_true(lep_bytes_eq_str(r->error.name, "amqp:invalid-field"));
+    assert_true(lep_bytes_eq_str(r->error.description, "bad body"));
+    assert_int_equal(lep_delivery_remote_state(sd[1])->type, LEP_OUTCOME_RELEASED);
+    r = lep_delivery_remote_state(sd[2]);
+    assert_int_equal(r->type, LEP_OUTCOME_MODIFIED);
+    assert_true(r->delivery_failed);
+    assert_true(r->undeliverable_here);
+    assert_int_equal(r->annotations.len, sizeof ann);
+    r = lep_delivery_remote_state(sd[3]);
+    assert_int_equal(r->type, LEP_OUTCOME_RECEIVED);
+    assert_int_equal(r->section_number, 2);
+    assert_int_equal(r->section_offset, 77);
+    assert_false(lep_delivery_remote_settled(sd[3]));
+    assert_true(lep_delivery_remote_settled(sd[0]));
+    lep_delivery_settle(rd[3]);
+    for (int i = 0; i < 4; i++)
+        lep_delivery_settle(sd[i]);
+    pump(&a, &b);
+    teardown_pair(&a, &b);
+}
+
+static void
+test_multiframe_streaming(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 512, false, LEP_SND_SETTLE_UNSETTLED, LEP_RCV_SETTLE_FIRST);
+    assert_int_equal(lep_conn_max_frame_size(a.c), 512);
+    lep_link_flow(b.link, 1);
+    pump(&a, &b);
+    size_t len = 100 * 1024;
+    uint8_t *msg = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        msg[i] = (uint8_t)(i * 7 + (i >> 9));
+    lep_delivery_t *sd;
+    assert_int_equal(lep_link_send(a.link, lep_bytes_str("big"), msg, len, false, &sd), 0);
+    /* stream: move a few KB at a time and read as it arrives */
+    size_t got = 0;
+    int partial_events = 0;
+    lep_delivery_t *rd = NULL;
+    for (int guard = 0; guard < 100000; guard++) {
+        lep_bytes_t out = lep_conn_output(a.c);
+        size_t n = out.len > 3000 ? 3000 : out.len;
+        if (n) {
+            size_t used;
+            lep_conn_feed(b.c, out.ptr, n, &used);
+            lep_conn_consumed(a.c, n);
+        }
+        const lep_event_t *e;
+        while ((e = lep_conn_next_event(b.c))) {
+            if (e->type != LEP_EVENT_DELIVERY)
+                continue;
+            rd = e->delivery;
+            lep_bytes_t data = lep_delivery_data(rd);
+            assert_true(got + data.len <= len);
+            assert_memory_equal(data.ptr, msg + got, data.len);
+            got += data.len;
+            lep_delivery_consume(rd, data.len);
+            if (lep_delivery_partial(rd))
+                partial_events++;
+        }
+        move(b.c, a.c);
+        if (!n && got == len)
+            break;
+    }
+    assert_int_equal(got, len);
+    assert_true(partial_events > 10);
+    assert_true(a.transfers >= 200);
+    assert_false(lep_delivery_partial(rd));
+    assert_true(lep_bytes_eq_str(lep_delivery_tag(rd), "big"));
+    lep_delivery_accept(rd);
+    lep_delivery_settle(rd);
+    pump(&a, &b);
+    assert_true(lep_delivery_remote_settled(sd));
+    lep_delivery_settle(sd);
+    free(msg);
+    teardown_pair(&a, &b);
+}
+
+static void
+test_streaming_write_abort(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 512, false, LEP_SND_SETTLE_UNSETTLED, LEP_RCV_SETTLE_FIRST);
+    lep_link_flow(b.link, 2);
+    pump(&a, &b);
+    lep_delivery_t *sd;
+    assert_int_equal(lep_link_delivery_new(a.link, lep_bytes_str("s1"), &sd), 0);
+    assert_int_equal(lep_link_queued(a.link), 1);
+    char piece[300];
+    memset(piece, 'a', sizeof piece);
+    assert_int_equal(lep_delivery_write(sd, piece, sizeof piece, true), 0);
+    assert_int_equal(lep_delivery_write(sd, piece, sizeof piece, true), 0);
+    pump(&a, &b);
+    lep_delivery_t *rd = last_delivery(&b);
+    assert_non_null(rd);
+    assert_true(lep_delivery_partial(rd));
+    assert_int_equal(lep_delivery_data(rd).len, 600);
+    assert_int_equal(lep_delivery_abort(sd), 0);
+    pump(&a, &b);
+    assert_true(lep_delivery_aborted(rd));
+    assert_false(lep_delivery_partial(rd));
+    lep_delivery_settle(rd);
+    lep_delivery_settle(sd);
+    /* second delivery written in pieces and finished */
+    assert_int_equal(lep_link_credit(a.link), 1);
+    assert_int_equal(lep_link_delivery_new(a.link, lep_bytes_str("s2"), &sd), 0);
+    assert_int_equal(lep_delivery_write(sd, "abc", 3, true), 0);
+    assert_int_equal(lep_delivery_write(sd, "def", 3, false), 0);
+    assert_int_equal(lep_delivery_write(sd, "x", 1, false), LEP_ERR_STATE);
+    pump(&a, &b);
+    rd = last_delivery(&b);
+    assert_false(lep_delivery_partial(rd));
+    assert_false(lep_delivery_aborted(rd));
+    assert_int_equal(lep_delivery_data(rd).len, 6);
+    assert_memory_equal(lep_delivery_data(rd).ptr, "abcdef", 6);
+    lep_delivery_accept(rd);
+    lep_delivery_settle(rd);
+    pump(&a, &b);
+    lep_delivery_settle(sd);
+    teardown_pair(&a, &b);
+}
+
+static void
+test_drain(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_SETTLED, LEP_RCV_SETTLE_FIRST);
+    lep_link_flow(b.link, 5);
+    lep_link_drain(b.link);
+    assert_true(lep_link_draining(b.link));
+    pump(&a, &b);
+    assert_true(lep_link_draining(a.link));
+    assert_int_equal(lep_link_credit(a.link), 5);
+    assert_int_equal(lep_link_send(a.link, lep_bytes_str(""), "1", 1, true, NULL), 0);
+    assert_int_equal(lep_link_send(a.link, lep_bytes_str(""), "2", 1, true, NULL), 0);
+    assert_int_equal(lep_link_drained(a.link), 0);
+    assert_int_equal(lep_link_credit(a.link), 0);
+    b.nev = 0;
+    pump(&a, &b);
+    assert_true(count(&b, LEP_EVENT_LINK_FLOW) >= 1);
+    assert_int_equal(lep_link_credit(b.link), 0);
+    assert_false(lep_link_draining(b.link));
+    assert_int_equal(count(&b, LEP_EVENT_DELIVERY), 2);
+    for (int i = 0; i < b.nev; i++)
+        if (b.ev[i].type == LEP_EVENT_DELIVERY)
+            lep_delivery_settle(b.ev[i].delivery);
+    /* new credit after the drain */
+    lep_link_flow(b.link, 2);
+    pump(&a, &b);
+    assert_int_equal(lep_link_credit(a.link), 2);
+    teardown_pair(&a, &b);
+}
+
+static void
+test_receiver_initiated(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, true, LEP_SND_SETTLE_MIXED, LEP_RCV_SETTLE_FIRST);
+    assert_false(lep_link_is_receiver(b.link));
+    lep_link_flow(a.link, 100);
+    pump(&a, &b);
+    assert_int_equal(lep_link_credit(b.link), 100);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(lep_link_send(b.link, lep_bytes_str(""), "pp", 2, false, NULL), 0);
+    pump(&a, &b);
+    assert_int_equal(count(&a, LEP_EVENT_DELIVERY), 50);
+    for (int i = 0; i < a.nev; i++)
+        if (a.ev[i].type == LEP_EVENT_DELIVERY) {
+            lep_delivery_accept(a.ev[i].delivery);
+            lep_delivery_settle(a.ev[i].delivery);
+        }
+    a.dispositions = 0;
+    pump(&a, &b);
+    assert_int_equal(a.dispositions, 1);
+    /* the sender learns and releases its deliveries when it settles */
+    int settled = 0;
+    for (int i = 0; i < b.nev; i++)
+        if (b.ev[i].type == LEP_EVENT_DELIVERY && lep_delivery_remote_settled(b.ev[i].delivery)) {
+            lep_delivery_settle(b.ev[i].delivery);
+            settled++;
+        }
+    assert_int_equal(settled, 50);
+    assert_int_equal(lep_link_unsettled(b.link), 0);
+    teardown_pair(&a, &b);
+}
+
+static void
+test_many_sessions_links(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_MIXED, LEP_RCV_SETTLE_FIRST);
+    lep_session_t *ss[5];
+    lep_link_t *ls[5][3];
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(lep_session_new(a.c, &ss[i]), 0);
+        assert_int_equal(lep_session_begin(ss[i]), 0);
+        for (int j = 0; j < 3; j++) {
+            char name[32];
+            snprintf(name, sizeof name, "l-%d-%d", i, j);
+            lep_link_opts_t lo;
+            lep_link_opts_init(&lo);
+            lo.name = name;
+            lo.receiver = j == 1;
+            assert_int_equal(lep_link_new(ss[i], &lo, &ls[i][j]), 0);
+            assert_int_equal(lep_link_attach(ls[i][j]), 0);
+        }
+    }
+    pump(&a, &b);
+    assert_int_equal(count(&b, LEP_EVENT_SESSION_REMOTE_BEGIN), 6);
+    assert_int_equal(count(&b, LEP_EVENT_LINK_REMOTE_ATTACH), 16);
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 3; j++)
+            assert_int_equal(lep_link_remote_state(ls[i][j]), LEP_STATE_ACTIVE);
+    assert_int_equal(lep_session_end(ss[2], NULL), 0);
+    pump(&a, &b);
+    teardown_pair(&a, &b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Protocol violations: hand-made frames fed to b.                    */
+
+static void
+inject(peer_t *to, uint16_t ch, const lep_performative_t *p, lep_bytes_t payload)
+{
+    lep_buf_t body, frame;
+    lep_buf_init(&body);
+    lep_buf_init(&frame);
+    lep_encoder_t e;
+    lep_encoder_init(&e, &body);
+    lep_performative_encode(&e, p);
+    assert_int_equal(lep_encoder_finish(&e), 0);
+    assert_int_equal(lep_frame_append(&frame, LEP_FRAME_AMQP, ch, lep_buf_bytes(&body), payload,
+                                      UINT32_MAX),
+                     0);
+    size_t used;
+    lep_conn_feed(to->c, frame.data, frame.len, &used);
+    lep_buf_fini(&body);
+    lep_buf_fini(&frame);
+}
+
+static void
+transfer_perf(lep_performative_t *p, uint32_t handle, uint32_t id)
+{
+    p->code = LEP_DESC_TRANSFER;
+    lep_transfer_init(&p->u.transfer);
+    p->u.transfer.present = LEP_TRANSFER_HAS_HANDLE | LEP_TRANSFER_HAS_DELIVERY_ID |
+                            LEP_TRANSFER_HAS_DELIVERY_TAG;
+    p->u.transfer.handle = handle;
+    p->u.transfer.delivery_id = id;
+    p->u.transfer.delivery_tag = lep_bytes_str("x");
+}
+
+static void
+test_transfer_without_credit(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_MIXED, LEP_RCV_SETTLE_FIRST);
+    lep_performative_t p;
+    transfer_perf(&p, 0, 0);
+    inject(&b, 0, &p, lep_bytes_str("payload"));
+    pump(&a, &b);
+    assert_int_equal(count(&a, LEP_EVENT_LINK_REMOTE_DETACH), 1);
+    assert_true(lep_bytes_eq_str(lep_link_remote_condition(a.link)->name,
+                                 LEP_AMQP_ERR_LINK_TRANSFER_LIMIT_EXCEEDED));
+    assert_true(lep_link_remote_closed(a.link));
+    assert_int_equal(count(&b, LEP_EVENT_DELIVERY), 0);
+    teardown_pair(&a, &b);
+}
+
+static void
+test_transfer_unknown_handle(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_MIXED, LEP_RCV_SETTLE_FIRST);
+    lep_performative_t p;
+    transfer_perf(&p, 7, 0);
+    inject(&b, 0, &p, lep_bytes_str("payload"));
+    pump(&a, &b);
+    assert_int_equal(count(&a, LEP_EVENT_SESSION_REMOTE_END), 1);
+    assert_true(lep_bytes_eq_str(lep_session_remote_condition(a.ssn)->name,
+                                 LEP_AMQP_ERR_SESSION_UNATTACHED_HANDLE));
+    teardown_pair(&a, &b);
+}
+
+static void
+test_window_violation(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_MIXED, LEP_RCV_SETTLE_FIRST);
+    lep_link_flow(b.link, 100000);
+    pump(&a, &b);
+    /* b's incoming window is 2048 frames; 2100 in one batch of input,
+     * before b could reopen it, violate it. */
+    lep_buf_t all, body;
+    lep_buf_init(&all);
+    lep_buf_init(&body);
+    for (uint32_t i = 0; i < 2100; i++) {
+        lep_performative_t p;
+        transfer_perf(&p, 0, i);
+        p.u.transfer.present |= LEP_TRANSFER_HAS_SETTLED;
+        p.u.transfer.settled = true;
+        lep_buf_clear(&body);
+        lep_encoder_t e;
+        lep_encoder_init(&e, &body);
+        lep_performative_encode(&e, &p);
+        assert_int_equal(lep_frame_append(&all, LEP_FRAME_AMQP, 0, lep_buf_bytes(&body),
+                                          lep_bytes_str("m"), UINT32_MAX), 0);
+    }
+    size_t used;
+    lep_conn_feed(b.c, all.data, all.len, &used);
+    lep_buf_fini(&all);
+    lep_buf_fini(&body);
+    pump(&a, &b);
+    assert_int_equal(count(&b, LEP_EVENT_DELIVERY), 2048);
+    assert_int_equal(count(&a, LEP_EVENT_SESSION_REMOTE_END), 1);
+    assert_true(lep_bytes_eq_str(lep_session_remote_condition(a.ssn)->name,
+                                 LEP_AMQP_ERR_SESSION_WINDOW_VIOLATION));
+    teardown_pair(&a, &b);
+}
+
+static void
+test_message_size_exceeded(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    lep_conn_opts_t oa, ob;
+    lep_conn_opts_init(&oa);
+    lep_conn_opts_init(&ob);
+    ob.server = true;
+    ob.max_message_size = 1000;
+    assert_int_equal(lep_conn_new(&a.c, &oa), 0);
+    assert_int_equal(lep_conn_new(&b.c, &ob), 0);
+    b.autorespond = true;
+    lep_conn_open(a.c);
+    lep_session_new(a.c, &a.ssn);
+    lep_session_begin(a.ssn);
+    lep_link_opts_t lo;
+    lep_link_opts_init(&lo);
+    lo.name = "big";
+    lep_link_new(a.ssn, &lo, &a.link);
+    lep_link_attach(a.link);
+    pump(&a, &b);
+    assert_int_equal(lep_link_remote_attach(a.link)->max_message_size, 1000);
+    lep_link_flow(b.link, 2);
+    pump(&a, &b);
+    static uint8_t big[5000];
+    assert_int_equal(lep_link_send(a.link, lep_bytes_str(""), big, sizeof big, false, NULL), 0);
+    pump(&a, &b);
+    assert_int_equal(count(&a, LEP_EVENT_LINK_REMOTE_DETACH), 1);
+    assert_true(lep_bytes_eq_str(lep_link_remote_condition(a.link)->name,
+                                 LEP_AMQP_ERR_LINK_MESSAGE_SIZE_EXCEEDED));
+    lep_delivery_t *rd = last_delivery(&b);
+    if (rd) {
+        assert_true(lep_delivery_aborted(rd));
+        lep_delivery_settle(rd);
+    }
+    teardown_pair(&a, &b);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_attach_termini),
+        cmocka_unit_test(test_at_least_once),
+        cmocka_unit_test(test_at_most_once),
+        cmocka_unit_test(test_exactly_once),
+        cmocka_unit_test(test_outcomes),
+        cmocka_unit_test(test_multiframe_streaming),
+        cmocka_unit_test(test_streaming_write_abort),
+        cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_receiver_initiated),
+        cmocka_unit_test(test_many_sessions_links),
+        cmocka_unit_test(test_transfer_without_credit),
+        cmocka_unit_test(test_transfer_unknown_handle),
+        cmocka_unit_test(test_window_violation),
+        cmocka_unit_test(test_message_size_exceeded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
