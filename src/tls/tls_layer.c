@@ -398,10 +398,12 @@ tls_output(void *ctx, lep_conn_t *c, const uint8_t *in, size_t len, size_t *used
         }
         *used += n;
     }
-    /* All the engine wrote has passed and the AMQP side is closed (its
-     * close frame went out with this or an earlier call): end TLS cleanly,
-     * so the peer can tell our end from a truncation. */
-    if (*used == len && lep_conn_local_state(c) == LEP_STATE_CLOSED) {
+    /* All the engine wrote has passed and AMQP is closed both ways (our
+     * close frame went out with this or an earlier call): end TLS
+     * cleanly.  Not earlier: a peer like Proton stops writing when it
+     * reads close_notify, and would never send its own close frame. */
+    if (*used == len && lep_conn_local_state(c) == LEP_STATE_CLOSED &&
+        lep_conn_remote_state(c) == LEP_STATE_CLOSED) {
         t->close_notify_out = true;
         SSL_shutdown(t->ssl);
         ERR_clear_error();
