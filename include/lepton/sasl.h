@@ -55,7 +55,8 @@ extern "C" {
  * to (freed by lep_conn_free); the pointer stays valid until then. */
 typedef struct lep_sasl lep_sasl_t;
 
-/* A set of users with their credentials (see lep_sasl_users_parse). */
+/* A set of users with their credentials (see lep_sasl_users_parse).
+ * Read-only once parsed: one set may serve connections on any threads. */
 typedef struct lep_sasl_users lep_sasl_users_t;
 
 /* ------------------------------------------------------------------ */
@@ -68,7 +69,8 @@ typedef struct lep_sasl_client_opts {
      * mechanisms the server offers, we pick the strongest we allow and have
      * credentials for: EXTERNAL > SCRAM-SHA-512 > SCRAM-SHA-256 >
      * SCRAM-SHA-1 > PLAIN > ANONYMOUS (SCRAM and PLAIN need a username and a
-     * password). */
+     * password; EXTERNAL needs an encrypted connection, whose TLS client
+     * certificate is the identity). */
     const char *mechanisms;
     const char *username;       /* authentication identity; may be NULL */
     const char *password;       /* may be NULL */
@@ -151,6 +153,10 @@ LEP_EXPORT const char *lep_sasl_mechanism(const lep_sasl_t *s);
 LEP_EXPORT const char *lep_sasl_user(const lep_sasl_t *s);
 /* Why authentication failed (the transport error's description), or NULL. */
 LEP_EXPORT const char *lep_sasl_error(const lep_sasl_t *s);
+/* The hostname of sasl-init: the client's option, or on a server what
+ * the client sent (the virtual host it wants; NULL when none).  Valid
+ * while the connection lives. */
+LEP_EXPORT const char *lep_sasl_hostname(const lep_sasl_t *s);
 /* True when a server let a client through without SASL (opts.optional). */
 LEP_EXPORT bool lep_sasl_skipped(const lep_sasl_t *s);
 
@@ -173,7 +179,9 @@ LEP_EXPORT bool lep_sasl_skipped(const lep_sasl_t *s);
  *
  * A user with a clear password and salted lines uses the salted lines for
  * their mechanisms.  Two lines for the same user and mechanism are an
- * error. */
+ * error.  A server offering SCRAM-SHA-512 by default makes clients that
+ * can pick it: give every user salted lines for each SCRAM mechanism
+ * offered (or a clear password), or restrict opts.mechanisms. */
 
 /* Parses text (len bytes, need not be NUL-terminated).  name is used in
  * error messages (may be NULL).  On error, err (may be NULL) receives

@@ -238,6 +238,7 @@ client_can(const lep_sasl_t *s, lep_conn_t *c, int m)
 {
     switch (m) {
     case M_EXTERNAL:
+        return lep_conn_encrypted(c); /* the identity is the TLS client certificate */
     case M_ANONYMOUS:
         return true;
     case M_PLAIN:
@@ -279,12 +280,14 @@ client_mechanisms(lep_sasl_t *s, lep_conn_t *c, lep_buf_t *down, const lep_sasl_
         mech_list_str(s->mechs, b, sizeof b);
         bool plain_refused = (offered & s->mechs & BIT(M_PLAIN)) && s->username && s->password &&
                              !lep_conn_encrypted(c) && !s->allow_insecure;
+        bool external_refused = (offered & s->mechs & BIT(M_EXTERNAL)) && !lep_conn_encrypted(c);
         return sasl_fail(s, c, NULL, LEP_SASL_CODE_AUTH, UNAUTHORIZED,
-                         "no usable SASL mechanism: server offers %s; allowed: %s%s", a, b,
+                         "no usable SASL mechanism: server offers %s; allowed: %s%s%s", a, b,
                          plain_refused ? " (PLAIN refused on an unencrypted connection)"
                          : (offered & s->mechs & ~(BIT(M_ANONYMOUS) | BIT(M_EXTERNAL)))
                              ? " (no username/password)"
-                             : "");
+                             : "",
+                         external_refused ? " (EXTERNAL needs TLS)" : "");
     }
 
     lep_sasl_frame_t f;
@@ -653,6 +656,9 @@ server_frame(lep_sasl_t *s, lep_conn_t *c, lep_buf_t *down, const lep_sasl_frame
         }
         s->mech = m;
         s->step = S_EXCHANGE;
+        if ((in->present & LEP_SASL_INIT_HAS_HOSTNAME) && in->hostname.len &&
+            !(s->hostname = dup_bytes(in->hostname)))
+            return LEP_ERR_NOMEM;
         if (m >= M_SCRAM_SHA_512 && m <= M_SCRAM_SHA_1) {
             lepi_scram_init(&s->scram,
                             (lepi_hash_t)lepi_scram_hash_of(MECH_NAME[m], strlen(MECH_NAME[m])));
@@ -977,6 +983,12 @@ const char *
 lep_sasl_error(const lep_sasl_t *s)
 {
     return s && s->error[0] ? s->error : NULL;
+}
+
+const char *
+lep_sasl_hostname(const lep_sasl_t *s)
+{
+    return s ? s->hostname : NULL;
 }
 
 bool

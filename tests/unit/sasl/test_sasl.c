@@ -278,8 +278,11 @@ test_plain(void **state)
     free_peer(&cl);
     free_peer(&sv);
     co.authzid = "pat";
+    co.hostname = "vhost.example";
     run(&cl, &sv, &co, &so, SIZE_MAX);
     expect_success(&cl, &sv, "PLAIN", "pat");
+    assert_string_equal(lep_sasl_hostname(sv.s), "vhost.example");
+    assert_string_equal(lep_sasl_hostname(cl.s), "vhost.example");
     free_peer(&cl);
     free_peer(&sv);
 }
@@ -464,6 +467,7 @@ test_external(void **state)
     /* the TLS layer has set the certificate's subject before SASL runs */
     new_client(&cl, &co);
     new_server(&sv, &so);
+    lep_conn_set_encrypted(cl.c, true);
     lep_conn_set_encrypted(sv.c, true);
     assert_int_equal(lep_conn_set_user(sv.c, lep_bytes_str("CN=client,O=test")), 0);
     pump(&cl, &sv, SIZE_MAX);
@@ -471,8 +475,22 @@ test_external(void **state)
     free_peer(&cl);
     free_peer(&sv);
 
+    /* no TLS on the client: EXTERNAL is not used (PLAIN has no password) */
+    new_client(&cl, &co);
+    new_server(&sv, &so);
+    assert_int_equal(lep_conn_set_user(sv.c, lep_bytes_str("CN=client")), 0);
+    pump(&cl, &sv, SIZE_MAX);
+    assert_true(cl.error);
+    expect_cond(&cl, "amqp:unauthorized-access",
+                "server offers EXTERNAL ANONYMOUS; allowed: EXTERNAL PLAIN (EXTERNAL needs TLS)");
+    free_peer(&cl);
+    free_peer(&sv);
+
     /* no certificate identity: not offered by default */
-    run(&cl, &sv, &co, &so, SIZE_MAX);
+    new_client(&cl, &co);
+    new_server(&sv, &so);
+    lep_conn_set_encrypted(cl.c, true);
+    pump(&cl, &sv, SIZE_MAX);
     assert_true(cl.error);
     expect_cond(&cl, "amqp:unauthorized-access", "server offers ANONYMOUS");
     free_peer(&cl);
@@ -480,7 +498,10 @@ test_external(void **state)
 
     /* offered explicitly but no identity: denied */
     so.mechanisms = "EXTERNAL";
-    run(&cl, &sv, &co, &so, SIZE_MAX);
+    new_client(&cl, &co);
+    new_server(&sv, &so);
+    lep_conn_set_encrypted(cl.c, true);
+    pump(&cl, &sv, SIZE_MAX);
     expect_auth_failure(&cl, &sv, "auth", "no identity from a TLS client certificate");
     free_peer(&cl);
     free_peer(&sv);
@@ -489,6 +510,7 @@ test_external(void **state)
     co.authzid = "admin";
     new_client(&cl, &co);
     new_server(&sv, &so);
+    lep_conn_set_encrypted(cl.c, true);
     assert_int_equal(lep_conn_set_user(sv.c, lep_bytes_str("CN=client")), 0);
     pump(&cl, &sv, SIZE_MAX);
     assert_true(cl.error);
