@@ -948,6 +948,128 @@ test_client_bad_server(void **state)
     lep_buf_fini(&mechs);
 }
 
+/* The client's SASL frames after the header: the body of frame i. */
+static bool
+client_frame_body(peer_t *cl, lep_buf_t *seen, size_t i, lep_sasl_frame_t *out)
+{
+    lep_bytes_t o = lep_conn_output(cl->c);
+    lep_buf_append(seen, o.ptr, o.len);
+    lep_conn_consumed(cl->c, o.len);
+    if (seen->len < 8 || memcmp(seen->data, LEP_PROTO_HEADER_SASL, 8) != 0)
+        return false;
+    size_t pos = 8;
+    for (size_t k = 0;; k++) {
+        lep_frame_t fr;
+        size_t n;
+        if (lep_frame_parse(seen->data + pos, seen->len - pos, UINT32_MAX, &fr, &n))
+            return false;
+        pos += n;
+        if (k == i) {
+            lep_reader_t r;
+            lep_reader_init(&r, fr.body.ptr, fr.body.len);
+            return lep_sasl_frame_decode(&r, out) == 0;
+        }
+    }
+}
+
+/* A server that sends server-final as a challenge (as some do) instead of
+ * in the outcome: the client checks it, answers with an empty response. */
+static void
+scram_final_as_challenge(bool tamper)
+{
+    lep_sasl_client_opts_t co;
+    lep_sasl_client_opts_init(&co);
+    co.mechanisms = "SCRAM-SHA-256";
+    co.username = "user";
+    co.password = "pencil";
+    peer_t cl;
+    new_client(&cl, &co);
+    lep_buf_t in, seen, msg, arr;
+    lep_buf_init(&in);
+    lep_buf_init(&seen);
+    lep_buf_init(&msg);
+    lep_buf_init(&arr);
+    lep_encoder_t e;
+    lep_encoder_init(&e, &arr);
+    lep_encode_array_begin(&e, LEP_TYPE_SYMBOL);
+    lep_encode_csymbol(&e, "SCRAM-SHA-256");
+    lep_encode_csymbol(&e, "PLAIN");
+    lep_encode_array_end(&e);
+    lep_sasl_frame_t f, got;
+    f.code = LEP_DESC_SASL_MECHANISMS;
+    f.u.sasl_mechanisms.present = LEP_SASL_MECHANISMS_HAS_SASL_SERVER_MECHANISMS;
+    f.u.sasl_mechanisms.sasl_server_mechanisms = lep_buf_bytes(&arr);
+    lep_buf_append(&in, LEP_PROTO_HEADER_SASL, 8);
+    append_sasl_frame(&in, &f);
+    size_t used;
+    lep_conn_feed(cl.c, in.data, in.len, &used);
+    drain(&cl);
+    assert_true(client_frame_body(&cl, &seen, 0, &got));
+    assert_int_equal(got.code, LEP_DESC_SASL_INIT);
+    assert_true(lep_bytes_eq_str(got.u.sasl_init.mechanism, "SCRAM-SHA-256"));
+
+    lepi_scram_t sv;
+    lepi_scram_cred_t cr;
+    lepi_scram_init(&sv, LEPI_HASH_SHA256);
+    lepi_scram_derive(&cr, LEPI_HASH_SHA256, lep_bytes_str("pencil"), (const uint8_t *)"NaCl", 4, 64);
+    assert_int_equal(lepi_scram_server_parse_first(&sv, got.u.sasl_init.initial_response), 0);
+    assert_int_equal(lepi_scram_server_first(&sv, &cr, NULL, &msg), 0);
+    lep_buf_clear(&in);
+    f.code = LEP_DESC_SASL_CHALLENGE;
+    f.u.sasl_challenge.present = LEP_SASL_CHALLENGE_HAS_CHALLENGE;
+    f.u.sasl_challenge.challenge = lep_buf_bytes(&msg);
+    append_sasl_frame(&in, &f);
+    lep_conn_feed(cl.c, in.data, in.len, &used);
+    drain(&cl);
+    assert_false(cl.error);
+    assert_true(client_frame_body(&cl, &seen, 1, &got));
+    assert_int_equal(got.code, LEP_DESC_SASL_RESPONSE);
+    lep_buf_clear(&msg);
+    assert_int_equal(lepi_scram_server_final(&sv, got.u.sasl_response.response, &msg), 0);
+    if (tamper)
+        msg.data[3] = msg.data[3] == 'A' ? 'B' : 'A';
+    lep_buf_clear(&in);
+    f.u.sasl_challenge.challenge = lep_buf_bytes(&msg);
+    append_sasl_frame(&in, &f);
+    lep_conn_feed(cl.c, in.data, in.len, &used);
+    drain(&cl);
+    if (tamper) {
+        assert_true(cl.error);
+        expect_cond(&cl, "amqp:unauthorized-access", "server signature wrong");
+    } else {
+        assert_false(cl.error);
+        assert_true(client_frame_body(&cl, &seen, 2, &got));
+        assert_int_equal(got.code, LEP_DESC_SASL_RESPONSE);
+        assert_int_equal(got.u.sasl_response.response.len, 0);
+        lep_buf_clear(&in);
+        f.code = LEP_DESC_SASL_OUTCOME;
+        lep_sasl_outcome_init(&f.u.sasl_outcome);
+        f.u.sasl_outcome.present = LEP_SASL_OUTCOME_HAS_CODE;
+        append_sasl_frame(&in, &f);
+        lep_conn_feed(cl.c, in.data, in.len, &used);
+        drain(&cl);
+        assert_false(cl.error);
+        assert_int_equal(lep_sasl_outcome(cl.s), LEP_SASL_CODE_OK);
+        /* now the AMQP header the engine queued goes out */
+        lep_bytes_t o = lep_conn_output(cl.c);
+        assert_true(o.len >= 8);
+        assert_memory_equal(o.ptr, LEP_PROTO_HEADER_AMQP, 8);
+    }
+    lepi_scram_fini(&sv);
+    lep_buf_fini(&in);
+    lep_buf_fini(&seen);
+    lep_buf_fini(&msg);
+    lep_buf_fini(&arr);
+    free_peer(&cl);
+}
+
+static void
+test_scram_final_as_challenge(void **state)
+{
+    scram_final_as_challenge(false);
+    scram_final_as_challenge(true);
+}
+
 /* Records what one side sends in a successful exchange. */
 static void
 record_stream(const lep_sasl_client_opts_t *co, const lep_sasl_server_opts_t *so, bool to_server,
@@ -1162,6 +1284,7 @@ main(void)
         cmocka_unit_test(test_server_bad_client),
         cmocka_unit_test(test_server_headers),
         cmocka_unit_test(test_client_bad_server),
+        cmocka_unit_test(test_scram_final_as_challenge),
         cmocka_unit_test(test_truncation_server),
         cmocka_unit_test(test_truncation_client),
         cmocka_unit_test(test_alloc_failures),
