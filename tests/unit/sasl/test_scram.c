@@ -86,6 +86,20 @@ static const vec_t RFC7677 = {
     "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
 };
 
+/* No RFC gives SCRAM-SHA-512 vectors: RFC 7677's inputs with SHA-512,
+ * computed independently with Python's hashlib / hmac. */
+static const vec_t SHA512 = {
+    LEPI_HASH_SHA512,
+    "rOprNGfwEbeRWgbNEkqO",
+    "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+    "W22ZaJ0SNY7soEsUEjb6gQ==",
+    "n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+    "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    "p=gMGXRcevScNtxZ6/8lQYpGtnsNAc3mGcmNomv+xnoOMw+3R2xNJdMNnzMlTN8PPC6wdp6dybEmDYXYTxwnYPJQ==",
+    "v=ZQnYEgWQMFmmsM8aQMF0nDDCy/AgCzkwk8CmMZYcMg0vSVlKDanekLtifDSeVGT4+5ZxXnJq199RVG2rR7N7Zw==",
+};
+
 static void
 run_client_vector(const vec_t *v)
 {
@@ -132,6 +146,8 @@ static void test_rfc5802_client(void **state) { run_client_vector(&RFC5802); }
 static void test_rfc5802_server(void **state) { run_server_vector(&RFC5802); }
 static void test_rfc7677_client(void **state) { run_client_vector(&RFC7677); }
 static void test_rfc7677_server(void **state) { run_server_vector(&RFC7677); }
+static void test_sha512_client(void **state) { run_client_vector(&SHA512); }
+static void test_sha512_server(void **state) { run_server_vector(&SHA512); }
 
 /* A full exchange between our own client and server; returns the
  * server_final result. */
@@ -561,6 +577,8 @@ main(void)
         cmocka_unit_test(test_rfc5802_server),
         cmocka_unit_test(test_rfc7677_client),
         cmocka_unit_test(test_rfc7677_server),
+        cmocka_unit_test(test_sha512_client),
+        cmocka_unit_test(test_sha512_server),
         cmocka_unit_test(test_exchange_all_hashes),
         cmocka_unit_test(test_client_rejects_bad_server),
         cmocka_unit_test(test_server_rejects_bad_client),
