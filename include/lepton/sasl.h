@@ -22,15 +22,25 @@
  * (what interoperable deployments use) that is exactly what SASLprep gives;
  * for other text both ends must use the same normalisation form.
  *
- * Failures.  An authentication failure (no mechanism in common, unknown
- * mechanism, bad credentials) makes the server send a sasl-outcome with
- * code auth (1), and both ends fail the transport with
- * "amqp:unauthorized-access" and a description saying why.  Malformed SASL
- * frames or a SASL frame out of order make the server answer sys-perm (3)
- * and fail with "amqp:decode-error" (an undecodable body) or
- * "amqp:connection:framing-error" (a bad header or frame); a client fails
- * the same way without sending anything.  The peer's input never crashes
- * or aborts.
+ * Failures.  An authentication failure (no mechanism in common, a
+ * mechanism not offered, bad credentials, a malformed PLAIN or SCRAM
+ * message, a SCRAM server that cannot prove it knows the password) makes
+ * the server send a sasl-outcome with code auth (1), and both ends fail the
+ * transport with "amqp:unauthorized-access" and a description saying why
+ * (lep_sasl_error, lep_conn_local_condition).  Malformed SASL frames or a
+ * SASL frame out of order make the server answer sys-perm (3) and fail
+ * with "amqp:decode-error" (an undecodable body) or
+ * "amqp:connection:framing-error" (a bad protocol header or frame header,
+ * a non-SASL frame, an unexpected SASL frame); a client fails the same way
+ * without sending anything.  A server that requires SASL and gets the plain
+ * AMQP header answers with the SASL header and fails with
+ * "amqp:unauthorized-access" (spec 5.3).  After a failure nothing of the
+ * AMQP layer reaches the peer.  The peer's input never crashes or aborts.
+ *
+ * SCRAM on the wire: the server sends server-final in the sasl-outcome's
+ * additional-data (RFC 4422 "additional data with success"); the client
+ * accepts it there or as a last sasl-challenge (answered with an empty
+ * sasl-response), and refuses an ok outcome without a valid one.
  *
  * Typical use:
  *
