@@ -4,6 +4,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,6 +55,7 @@ lep_tls_config_new(lep_tls_config_t **out, bool server)
         return LEP_ERR_NOMEM;
     }
     atomic_init(&cfg->refs, 1);
+    atomic_init(&cfg->frozen, 0);
     cfg->server = server;
     cfg->verify = server ? LEP_TLS_VERIFY_NONE : LEP_TLS_VERIFY_PEER_NAME;
     SSL_CTX_set_min_proto_version(cfg->ctx, TLS1_2_VERSION);
@@ -77,13 +79,22 @@ lep_tls_config_new(lep_tls_config_t **out, bool server)
 void
 lepi_tls_config_ref(lep_tls_config_t *cfg)
 {
+    int expected = 0;
+
     atomic_fetch_add(&cfg->refs, 1);
-    if (!cfg->in_use && !cfg->has_ca && !cfg->server && cfg->verify != LEP_TLS_VERIFY_NONE) {
-        /* No CA named: trust the system's, as a browser would. */
-        SSL_CTX_set_default_verify_paths(cfg->ctx);
-        ERR_clear_error();
+    /* The first layer completes the config; layers on other threads wait
+     * for it rather than race on the SSL_CTX. */
+    if (atomic_compare_exchange_strong(&cfg->frozen, &expected, 1)) {
+        if (!cfg->has_ca && !cfg->server && cfg->verify != LEP_TLS_VERIFY_NONE) {
+            /* No CA named: trust the system's, as a browser would. */
+            SSL_CTX_set_default_verify_paths(cfg->ctx);
+            ERR_clear_error();
+        }
+        atomic_store(&cfg->frozen, 2);
+    } else {
+        while (atomic_load(&cfg->frozen) != 2)
+            sched_yield();
     }
-    cfg->in_use = true;
 }
 
 void
@@ -106,7 +117,7 @@ check_settable(lep_tls_config_t *cfg)
 {
     if (!cfg)
         return LEP_ERR_INVALID;
-    if (cfg->in_use) {
+    if (atomic_load(&cfg->frozen) != 0) {
         snprintf(cfg->error, sizeof cfg->error, "config is in use by a connection");
         return LEP_ERR_STATE;
     }

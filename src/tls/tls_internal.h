@@ -10,7 +10,9 @@
 struct lep_tls_config {
     atomic_int refs;
     bool server;
-    bool in_use;        /* a layer holds it: setters refuse */
+    /* 0 while being configured; 1 while the first layer finishes it;
+     * 2 once shared (setters refuse from 1 on). */
+    atomic_int frozen;
     bool has_cert;
     bool has_ca;
     bool allow_plain;

@@ -135,7 +135,7 @@ flush(lep_tls_t *t, lep_buf_t *down)
     return 0;
 }
 
-static void
+static int
 on_established(lep_tls_t *t, lep_conn_t *c)
 {
     X509 *peer = SSL_get0_peer_certificate(t->ssl);
@@ -145,29 +145,35 @@ on_established(lep_tls_t *t, lep_conn_t *c)
     lep_conn_set_encrypted(c, true);
     if (peer) {
         BIO *mem = BIO_new(BIO_s_mem());
+        char *p = NULL;
+        long len = 0;
         if (mem) {
-            char *p;
-            long len;
             X509_NAME_print_ex(mem, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253);
             len = BIO_get_mem_data(mem, &p);
-            t->subject = lep_malloc((size_t)len + 1);
-            if (t->subject) {
-                memcpy(t->subject, p, (size_t)len);
-                t->subject[len] = '\0';
-            }
-            BIO_free(mem);
         }
+        t->subject = lep_malloc(len > 0 ? (size_t)len + 1 : 1);
+        if (!t->subject || !mem) {
+            BIO_free(mem);
+            return LEP_ERR_NOMEM;
+        }
+        if (len > 0)
+            memcpy(t->subject, p, (size_t)len);
+        t->subject[len > 0 ? len : 0] = '\0';
+        BIO_free(mem);
         /* With VERIFY_NONE OpenSSL still records the chain's result. */
         t->verified = SSL_get_verify_result(t->ssl) == X509_V_OK &&
                       (SSL_get_verify_mode(t->ssl) & SSL_VERIFY_PEER);
     }
     if (t->cfg->server) {
-        if ((sni = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name)) != NULL)
-            t->sni = dup_str(sni);
-        if (t->verified && t->subject)
-            lep_conn_set_user(c, lep_bytes_str(t->subject));
+        if ((sni = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name)) != NULL &&
+            !(t->sni = dup_str(sni)))
+            return LEP_ERR_NOMEM;
+        /* The identity SASL EXTERNAL offers. */
+        if (t->verified && lep_conn_set_user(c, lep_bytes_str(t->subject)) != 0)
+            return LEP_ERR_NOMEM;
     }
     ERR_clear_error();
+    return 0;
 }
 
 static int
@@ -200,7 +206,10 @@ pump(lep_tls_t *t, lep_conn_t *c, lep_buf_t *up, lep_buf_t *down)
             flush(t, down); /* the alert, so the peer learns why */
             return fail_ssl(t, c, err);
         }
-        on_established(t, c);
+        if ((rc = on_established(t, c)) != 0) {
+            fail(t, c, LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED, "TLS: out of memory");
+            return rc;
+        }
     }
     while (!t->close_notify_in) {
         size_t n = 0;

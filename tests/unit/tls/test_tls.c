@@ -309,6 +309,36 @@ test_amqp_header(void **state)
     side_fini(&sv);
 }
 
+/* A client that sends its ClientHello right behind the TLS header,
+ * without waiting for the server's: the server takes both from one read. */
+static void
+test_amqp_header_pipelined(void **state)
+{
+    side_t cl, sv, probe;
+    size_t used;
+
+    pair(&cl, &sv, client_cfg("ca.pem", NULL, LEP_TLS_MODE_PURE),
+         server_cfg("server", LEP_TLS_VERIFY_NONE, LEP_TLS_MODE_DETECT), "localhost");
+    side_output(&cl); /* ClientHello */
+    side_init(&probe, false);
+    assert_int_equal(lep_buf_append(&probe.wire, "AMQP\2\1\0\0", 8), 0);
+    assert_int_equal(lep_buf_append(&probe.wire, cl.wire.data, cl.wire.len), 0);
+    assert_int_equal(lepi_tls_ops.input(sv.t, sv.c, probe.wire.data, probe.wire.len, &used,
+                                        &sv.app_in, &sv.wire),
+                     0);
+    assert_int_equal(used, probe.wire.len);
+    cl.wire.len = 0;
+    /* The server's header, then its ServerHello. */
+    assert_true(sv.wire.len > 8);
+    assert_memory_equal(sv.wire.data, "AMQP\2\1\0\0", 8);
+    drop(&sv.wire, 8);
+    handshake_ok(&cl, &sv);
+    exchange(&cl, &sv, 3000, 1 << 20);
+    side_fini(&probe);
+    side_fini(&cl);
+    side_fini(&sv);
+}
+
 static void
 test_detect(void **state)
 {
@@ -766,6 +796,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pure),
         cmocka_unit_test(test_amqp_header),
+        cmocka_unit_test(test_amqp_header_pipelined),
         cmocka_unit_test(test_detect),
         cmocka_unit_test(test_allow_plain),
         cmocka_unit_test(test_client_cert_required),
