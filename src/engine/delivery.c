@@ -280,7 +280,25 @@ decode_outcome(lep_bytes_t raw, lep_outcome_t *o)
     return 0;
 }
 
-/* Copies raw into buf and decodes o as views of the copy. */
+/* Copies raw into buf and makes o, decoded from raw as `dec`, a view of
+ * the copy: one decode serves every delivery of a disposition range. */
+static int
+store_decoded(lep_buf_t *buf, lep_outcome_t *o, lep_bytes_t raw, const lep_outcome_t *dec)
+{
+    lep_buf_clear(buf);
+    int rc = lep_buf_append(buf, raw.ptr, raw.len);
+    if (rc != 0)
+        return rc;
+    *o = *dec;
+    const uint8_t *base = raw.ptr, *nb = buf->data;
+    lep_bytes_t *views[] = {&o->error.name, &o->error.description, &o->error.info,
+                            &o->annotations, &o->raw};
+    for (size_t i = 0; i < sizeof views / sizeof *views; i++)
+        if (views[i]->len)
+            views[i]->ptr = nb + (views[i]->ptr - base);
+    return 0;
+}
+
 static int
 store_state(lep_buf_t *buf, lep_outcome_t *o, lep_bytes_t raw)
 {
@@ -288,10 +306,7 @@ store_state(lep_buf_t *buf, lep_outcome_t *o, lep_bytes_t raw)
     int rc = decode_outcome(raw, &tmp);
     if (rc != 0)
         return rc;
-    lep_buf_clear(buf);
-    if ((rc = lep_buf_append(buf, raw.ptr, raw.len)) != 0)
-        return rc;
-    return decode_outcome(lep_buf_bytes(buf), o);
+    return store_decoded(buf, o, raw, &tmp);
 }
 
 /* ------------------------------------------------------------------ */
@@ -798,7 +813,7 @@ lepi_on_disposition(lep_session_t *s, const lep_disposition_t *disp)
                 break;
             uint8_t chg = 0;
             if (disp->present & LEP_DISPOSITION_HAS_STATE) {
-                if (store_state(&d->remote_buf, &d->remote, disp->state) != 0) {
+                if (store_decoded(&d->remote_buf, &d->remote, disp->state, &probe) != 0) {
                     lepi_conn_fail(s->conn, LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED,
                                    "out of memory");
                     return;
@@ -946,15 +961,34 @@ lep_delivery_update(lep_delivery_t *d, const lep_outcome_t *o)
         return LEP_ERR_INVALID;
     if (d->flags & LEPI_D_SETTLED)
         return LEP_ERR_STATE;
-    lep_buf_t tmp;
-    lep_buf_init(&tmp);
-    lep_encoder_t e;
-    lep_encoder_init(&e, &tmp);
-    encode_outcome(&e, o);
-    int rc = lep_encoder_finish(&e);
-    if (rc == 0)
-        rc = store_state(&d->local_buf, &d->local, lep_buf_bytes(&tmp));
-    lep_buf_fini(&tmp);
+    int rc;
+    if (o->type == LEP_OUTCOME_ACCEPTED || o->type == LEP_OUTCOME_RELEASED) {
+        /* The hot outcomes: a constant encoding, nothing to decode. */
+        static const uint8_t acc[] = {0x00, 0x53, 0x24, 0x45};
+        static const uint8_t rel[] = {0x00, 0x53, 0x26, 0x45};
+        lep_outcome_t dec;
+        memset(&dec, 0, sizeof dec);
+        dec.type = o->type;
+        rc = store_decoded(&d->local_buf, &d->local,
+                           LEP_BYTES(o->type == LEP_OUTCOME_ACCEPTED ? acc : rel, 4), &dec);
+    } else {
+        uint8_t mem[256];
+        lep_buf_t tmp;
+        lep_buf_init_fixed(&tmp, mem, sizeof mem);
+        lep_encoder_t e;
+        lep_encoder_init(&e, &tmp);
+        encode_outcome(&e, o);
+        rc = lep_encoder_finish(&e);
+        if (rc == LEP_ERR_OVERFLOW) {
+            lep_buf_init(&tmp);
+            lep_encoder_init(&e, &tmp);
+            encode_outcome(&e, o);
+            rc = lep_encoder_finish(&e);
+        }
+        if (rc == 0)
+            rc = store_state(&d->local_buf, &d->local, lep_buf_bytes(&tmp));
+        lep_buf_fini(&tmp);
+    }
     if (rc != 0)
         return rc == LEP_ERR_NOMEM ? rc : LEP_ERR_INVALID;
     bool on_wire = d->link->receiver || (d->flags & LEPI_D_STARTED);
