@@ -38,6 +38,7 @@ struct lep_tls {
     bool verified;
     bool close_notify_in;  /* peer's close_notify seen */
     bool close_notify_out; /* ours sent */
+    bool got_tls_bytes;    /* anything fed to OpenSSL yet */
     char *subject;
     char *sni;
 };
@@ -345,6 +346,17 @@ tls_input(void *ctx, lep_conn_t *c, const uint8_t *in, size_t len, size_t *used,
         return lep_buf_append(up, in + off, len - off);
     if (t->state != ST_TLS)
         return 0;
+    if (!t->got_tls_bytes && off < len) {
+        /* amqps:// pointed at a plain AMQP port: say so, not "wrong
+         * version number". */
+        t->got_tls_bytes = true;
+        if (!t->cfg->server && len - off >= 4 && memcmp(in + off, "AMQP", 4) == 0) {
+            fail(t, c, LEP_TLS_COND_ERROR,
+                 "TLS handshake failed: the peer answered with an AMQP header, not TLS "
+                 "(a port without TLS?)");
+            return LEP_ERR_FRAMING;
+        }
+    }
     if (off < len && BIO_write(t->rbio, in + off, (int)(len - off)) != (int)(len - off)) {
         ERR_clear_error();
         return LEP_ERR_NOMEM;

@@ -12,6 +12,7 @@
 # DIR/expired.pem|.key   signed by ca, SAN localhost, valid 2000-2001
 # DIR/other-ca.pem       an unrelated CA
 # DIR/other-client.pem|.key  signed by other-ca
+# DIR/cadir/             ca.pem in a hashed directory (openssl rehash)
 set -eu
 dir=${1:?usage: make-certs.sh DIR}
 mkdir -p "$dir"
@@ -87,3 +88,8 @@ openssl ca -batch -config ca.cnf -in expired.csr -out expired.pem -notext \
     -startdate 20000101000000Z -enddate 20010101000000Z \
     -extfile ext.cnf -extensions server >/dev/null 2>&1
 rm -rf expired.csr db ca.cnf ext.cnf ./*.srl
+
+# A hashed CA directory (for lep_tls_config_set_ca's ca_dir).
+mkdir -p cadir
+cp ca.pem cadir/
+openssl rehash cadir 2>/dev/null

@@ -522,6 +522,38 @@ test_expired(void **state)
 }
 
 static void
+test_ca_dir(void **state)
+{
+    side_t cl, sv;
+    lep_tls_config_t *ccfg;
+    assert_int_equal(lep_tls_config_new(&ccfg, false), 0);
+    assert_int_equal(lep_tls_config_set_ca(ccfg, NULL, cert("cadir")), 0);
+    pair(&cl, &sv, ccfg, server_cfg("server", LEP_TLS_VERIFY_NONE, LEP_TLS_MODE_PURE), "localhost");
+    handshake_ok(&cl, &sv);
+    assert_true(lep_tls_peer_verified(cl.t));
+    side_fini(&cl);
+    side_fini(&sv);
+}
+
+/* amqps:// against a plain AMQP port: the answer is an AMQP header. */
+static void
+test_plain_server(void **state)
+{
+    side_t cl;
+    size_t used;
+    side_init(&cl, false);
+    lep_tls_config_t *ccfg = client_cfg("ca.pem", NULL, LEP_TLS_MODE_PURE);
+    assert_int_equal(lep_tls_add(cl.c, ccfg, "localhost", &cl.t), 0);
+    lep_tls_config_free(ccfg);
+    side_output(&cl);
+    assert_int_not_equal(lepi_tls_ops.input(cl.t, cl.c, (const uint8_t *)"AMQP\0\1\0\0", 8, &used,
+                                            &cl.app_in, &cl.wire),
+                         0);
+    assert_condition(cl.c, LEP_TLS_COND_ERROR, "AMQP header, not TLS");
+    side_fini(&cl);
+}
+
+static void
 test_verify_none(void **state)
 {
     side_t cl, sv;
@@ -806,6 +838,8 @@ main(void)
         cmocka_unit_test(test_wrong_ca),
         cmocka_unit_test(test_host_mismatch),
         cmocka_unit_test(test_expired),
+        cmocka_unit_test(test_ca_dir),
+        cmocka_unit_test(test_plain_server),
         cmocka_unit_test(test_verify_none),
         cmocka_unit_test(test_encrypted_key),
         cmocka_unit_test(test_config_rules),
