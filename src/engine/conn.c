@@ -285,6 +285,28 @@ lepi_cond_encode(lep_encoder_t *e, const lep_condition_t *c)
     lep_encode_list_end(e);
 }
 
+int
+lepi_cond_check(const lep_condition_t *c)
+{
+    if (!c || !c->name.len)
+        return 0;
+    lep_buf_t b;
+    lep_buf_init(&b);
+    lep_encoder_t e;
+    lep_encoder_init(&e, &b);
+    lepi_cond_encode(&e, c);
+    int rc = lep_encoder_finish(&e);
+    lep_buf_fini(&b);
+    if (rc == 0 && c->info.len) {
+        lep_atom_t a;
+        lep_reader_t r;
+        lep_reader_init(&r, c->info.ptr, c->info.len);
+        if (lep_reader_next(&r, &a) != 0 || a.type != LEP_TYPE_MAP || !lep_reader_done(&r))
+            rc = LEP_ERR_INVALID;
+    }
+    return rc == LEP_ERR_NOMEM ? rc : rc ? LEP_ERR_INVALID : 0;
+}
+
 const lep_condition_t *lep_conn_remote_condition(const lep_conn_t *c) { return &c->remote_cond.view; }
 const lep_condition_t *lep_conn_local_condition(const lep_conn_t *c) { return &c->local_cond.view; }
 
@@ -844,9 +866,10 @@ send_close(lep_conn_t *c)
         lep_encoder_t e;
         lep_encoder_init(&e, &eb);
         lepi_cond_encode(&e, &c->local_cond.view);
-        if (lep_encoder_finish(&e) != 0) {
+        int erc = lep_encoder_finish(&e);
+        if (erc != 0) {
             lep_buf_fini(&eb);
-            return LEP_ERR_NOMEM;
+            return erc;
         }
         p.u.close.present = LEP_CLOSE_HAS_ERROR;
         p.u.close.error = lep_buf_bytes(&eb);
@@ -863,6 +886,9 @@ lep_conn_close(lep_conn_t *c, const lep_condition_t *cond)
 {
     if (c->local_state == LEP_STATE_CLOSED)
         return LEP_ERR_STATE;
+    int crc = lepi_cond_check(cond);
+    if (crc != 0)
+        return crc;
     if (cond && lepi_cond_set(&c->local_cond, cond) != 0)
         return LEP_ERR_NOMEM;
     if (!c->server && !c->hdr_sent && insert_header(c) != 0)
@@ -996,7 +1022,7 @@ lep_conn_tick(lep_conn_t *c, int64_t now)
             deadline = c->last_in + c->idle_timeout;
         }
     }
-    if (c->remote_idle_timeout && c->hdr_sent && lepi_conn_can_send(c)) {
+    if (c->remote_idle_timeout && c->open_sent && lepi_conn_can_send(c)) {
         int64_t half = c->remote_idle_timeout / 2;
         if (half < 1)
             half = 1;

@@ -28,6 +28,8 @@ int lepi_cond_decode(lepi_cond_t *c, lep_bytes_t raw);
 int lepi_cond_view(lep_bytes_t raw, lep_condition_t *out);
 /* Encodes c as an amqp:error (nothing when c has no name). */
 void lepi_cond_encode(lep_encoder_t *e, const lep_condition_t *c);
+/* 0 when c (may be NULL) encodes; LEP_ERR_INVALID otherwise. */
+int lepi_cond_check(const lep_condition_t *c);
 
 typedef struct lepi_layer {
     const lep_layer_ops_t *ops;

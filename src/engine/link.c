@@ -366,6 +366,9 @@ lep_link_detach(lep_link_t *l, bool closed, const lep_condition_t *cond)
 {
     if (l->local_state == LEP_STATE_CLOSED)
         return LEP_ERR_STATE;
+    int crc = lepi_cond_check(cond);
+    if (crc != 0)
+        return crc;
     if (cond && lepi_cond_set(&l->local_cond, cond) != 0)
         return LEP_ERR_NOMEM;
     return do_detach(l, closed);

@@ -203,6 +203,9 @@ lep_session_end(lep_session_t *s, const lep_condition_t *cond)
 {
     if (s->local_state == LEP_STATE_CLOSED)
         return LEP_ERR_STATE;
+    int crc = lepi_cond_check(cond);
+    if (crc != 0)
+        return crc;
     if (cond && lepi_cond_set(&s->local_cond, cond) != 0)
         return LEP_ERR_NOMEM;
     return do_end(s);

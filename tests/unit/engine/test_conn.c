@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -146,12 +147,430 @@ test_bad_header(void **state)
     lep_conn_free(c);
 }
 
+static void
+test_negotiation(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    lep_conn_opts_t oa, ob;
+    lep_conn_opts_init(&oa);
+    lep_conn_opts_init(&ob);
+    oa.container_id = "client-x";
+    oa.hostname = "vhost.example";
+    oa.max_frame_size = 1024;
+    oa.channel_max = 7;
+    static const uint8_t caps[] = {0xa3, 0x03, 'f', 'o', 'o'};
+    static const uint8_t props[] = {0xc1, 0x07, 0x02, 0xa3, 0x01, 'k', 0xa1, 0x01, 'v'};
+    oa.offered_capabilities = LEP_BYTES(caps, sizeof caps);
+    oa.properties = LEP_BYTES(props, sizeof props);
+    ob.container_id = "server-x";
+    ob.max_frame_size = 4096;
+    ob.channel_max = 100;
+    ob.desired_capabilities = LEP_BYTES(caps, sizeof caps);
+    setup_pair(&a, &b, &oa, &ob);
+    lep_conn_open(a.c);
+    lep_conn_open(b.c); /* before the client's header: sent after it */
+    pump(&a, &b);
+    const lep_open_t *o = lep_conn_remote_open(b.c);
+    assert_non_null(o);
+    assert_true(lep_bytes_eq_str(o->container_id, "client-x"));
+    assert_true(lep_bytes_eq_str(o->hostname, "vhost.example"));
+    assert_int_equal(o->max_frame_size, 1024);
+    assert_int_equal(o->channel_max, 7);
+    assert_int_equal(o->offered_capabilities.len, sizeof caps);
+    assert_memory_equal(o->offered_capabilities.ptr, caps, sizeof caps);
+    assert_int_equal(o->properties.len, sizeof props);
+    assert_memory_equal(o->properties.ptr, props, sizeof props);
+    o = lep_conn_remote_open(a.c);
+    assert_int_equal(o->desired_capabilities.len, sizeof caps);
+    assert_false(o->present & LEP_OPEN_HAS_HOSTNAME);
+    /* each may send what the other accepts */
+    assert_int_equal(lep_conn_max_frame_size(a.c), 4096);
+    assert_int_equal(lep_conn_max_frame_size(b.c), 1024);
+    assert_int_equal(lep_conn_channel_max(a.c), 7);
+    assert_int_equal(lep_conn_channel_max(b.c), 7);
+    /* channels beyond the negotiated max are refused */
+    lep_session_t *s[9];
+    int ok = 0;
+    for (int i = 0; i < 9; i++) {
+        assert_int_equal(lep_session_new(a.c, &s[i]), 0);
+        if (lep_session_begin(s[i]) == 0)
+            ok++;
+    }
+    assert_int_equal(ok, 8);
+    pump(&a, &b);
+    lep_conn_close(a.c, NULL);
+    pump(&a, &b);
+    lep_conn_close(b.c, NULL);
+    pump(&a, &b);
+    assert_true(lep_conn_finished(a.c) && lep_conn_finished(b.c));
+    lep_conn_free(a.c);
+    lep_conn_free(b.c);
+}
+
+static void
+open_pair(peer_t *a, peer_t *b, lep_conn_opts_t *oa, lep_conn_opts_t *ob)
+{
+    setup_pair(a, b, oa, ob);
+    lep_conn_open(a->c);
+    lep_conn_open(b->c);
+    pump(a, b);
+    assert_int_equal(lep_conn_remote_state(a->c), LEP_STATE_ACTIVE);
+    assert_int_equal(lep_conn_remote_state(b->c), LEP_STATE_ACTIVE);
+}
+
+static void
+test_close_with_error(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    open_pair(&a, &b, NULL, NULL);
+    static const uint8_t info[] = {0xc1, 0x05, 0x02, 0xa3, 0x01, 'x', 0x40};
+    lep_condition_t bad = {lep_bytes_str("amqp:connection:forced"), lep_bytes_str("bye"),
+                           LEP_BYTES(info, sizeof info - 1)};
+    assert_int_equal(lep_conn_close(b.c, &bad), LEP_ERR_INVALID);
+    lep_condition_t cond = {lep_bytes_str("amqp:connection:forced"), lep_bytes_str("bye"),
+                            LEP_BYTES(info, sizeof info)};
+    assert_int_equal(lep_conn_close(b.c, &cond), 0);
+    pump(&a, &b);
+    const lep_condition_t *rc = lep_conn_remote_condition(a.c);
+    assert_true(lep_bytes_eq_str(rc->name, "amqp:connection:forced"));
+    assert_true(lep_bytes_eq_str(rc->description, "bye"));
+    assert_int_equal(rc->info.len, sizeof info);
+    lep_conn_close(a.c, NULL);
+    pump(&a, &b);
+    assert_true(lep_conn_finished(a.c) && lep_conn_finished(b.c));
+    assert_false(saw(&a, LEP_EVENT_TRANSPORT_ERROR));
+    lep_conn_free(a.c);
+    lep_conn_free(b.c);
+}
+
+/* Feeds raw bytes to b after the open exchange; checks what a sees. */
+static void
+violation(const uint8_t *bytes, size_t n, const char *want_cond)
+{
+    peer_t a, b;
+    open_pair(&a, &b, NULL, NULL);
+    size_t used;
+    assert_int_equal(lep_conn_feed(b.c, bytes, n, &used), 0);
+    pump(&a, &b);
+    assert_true(saw(&b, LEP_EVENT_TRANSPORT_ERROR));
+    assert_true(saw(&a, LEP_EVENT_CONN_REMOTE_CLOSE));
+    assert_true(lep_bytes_eq_str(lep_conn_remote_condition(a.c)->name, want_cond));
+    assert_true(lep_bytes_eq_str(lep_conn_local_condition(b.c)->name, want_cond));
+    /* b has closed; input after the close is refused, not parsed */
+    assert_int_equal(lep_conn_feed(b.c, bytes, n, &used), LEP_ERR_STATE);
+    lep_conn_close(a.c, NULL);
+    pump(&a, &b);
+    assert_true(lep_conn_finished(b.c));
+    assert_true(lep_conn_finished(a.c));
+    assert_true(saw(&b, LEP_EVENT_TRANSPORT_CLOSED));
+    lep_conn_free(a.c);
+    lep_conn_free(b.c);
+}
+
+static void
+test_garbage_frame(void **state)
+{
+    (void)state;
+    /* a frame whose body is not a performative */
+    static const uint8_t f[] = {0, 0, 0, 12, 2, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};
+    violation(f, sizeof f, LEP_AMQP_ERR_DECODE_ERROR);
+}
+
+static void
+test_unknown_performative(void **state)
+{
+    (void)state;
+    static const uint8_t f[] = {0, 0, 0, 12, 2, 0, 0, 0, 0x00, 0x53, 0x7f, 0x45};
+    violation(f, sizeof f, LEP_AMQP_ERR_DECODE_ERROR);
+}
+
+static void
+test_bad_frame_header(void **state)
+{
+    (void)state;
+    static const uint8_t f[] = {0, 0, 0, 8, 1, 0, 0, 0}; /* doff 1 */
+    violation(f, sizeof f, LEP_AMQP_ERR_CONNECTION_FRAMING_ERROR);
+}
+
+static void
+test_oversized_frame(void **state)
+{
+    (void)state;
+    /* 1 MB announced, max-frame-size 65536: refused from the header */
+    static const uint8_t f[] = {0, 0x10, 0, 0, 2, 0, 0, 0};
+    violation(f, sizeof f, LEP_AMQP_ERR_CONNECTION_FRAMING_ERROR);
+}
+
+static void
+test_sasl_frame_without_sasl(void **state)
+{
+    (void)state;
+    static const uint8_t f[] = {0, 0, 0, 12, 2, 1, 0, 0, 0x00, 0x53, 0x40, 0x45};
+    violation(f, sizeof f, LEP_AMQP_ERR_CONNECTION_FRAMING_ERROR);
+}
+
+static void
+test_second_open(void **state)
+{
+    (void)state;
+    /* open(container-id "x") */
+    static const uint8_t f[] = {0, 0, 0, 17, 2, 0, 0, 0, 0x00, 0x53, 0x10,
+                                0xc0, 0x04, 0x01, 0xa1, 0x01, 'x'};
+    violation(f, sizeof f, LEP_AMQP_ERR_ILLEGAL_STATE);
+}
+
+static void
+test_frame_on_unknown_channel(void **state)
+{
+    (void)state;
+    /* end on channel 5 */
+    static const uint8_t f[] = {0, 0, 0, 12, 2, 0, 0, 5, 0x00, 0x53, 0x17, 0x45};
+    violation(f, sizeof f, LEP_AMQP_ERR_ILLEGAL_STATE);
+}
+
+static void
+test_frame_before_open(void **state)
+{
+    (void)state;
+    lep_conn_opts_t o;
+    lep_conn_opts_init(&o);
+    o.server = true;
+    lep_conn_t *c;
+    assert_int_equal(lep_conn_new(&c, &o), 0);
+    static const uint8_t in[] = {'A', 'M', 'Q', 'P', 0, 1, 0, 0,
+                                 0, 0, 0, 12, 2, 0, 0, 0, 0x00, 0x53, 0x17, 0x45};
+    size_t used;
+    lep_conn_feed(c, in, sizeof in, &used);
+    assert_true(lep_bytes_eq_str(lep_conn_local_condition(c)->name, LEP_AMQP_ERR_ILLEGAL_STATE));
+    /* our answer: header, open, close */
+    lep_bytes_t out = lep_conn_output(c);
+    assert_true(out.len > 8);
+    assert_memory_equal(out.ptr, LEP_PROTO_HEADER_AMQP, 8);
+    lep_conn_consumed(c, out.len);
+    assert_true(lep_conn_finished(c));
+    lep_conn_free(c);
+}
+
+static void
+test_eof_without_close(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    open_pair(&a, &b, NULL, NULL);
+    lep_conn_input_closed(b.c);
+    drain_events(&b);
+    assert_true(saw(&b, LEP_EVENT_TRANSPORT_ERROR));
+    assert_true(lep_conn_finished(b.c));
+    assert_true(saw(&b, LEP_EVENT_TRANSPORT_CLOSED));
+    lep_conn_output_closed(a.c);
+    drain_events(&a);
+    assert_true(lep_conn_finished(a.c));
+    lep_conn_free(a.c);
+    lep_conn_free(b.c);
+}
+
+static void
+test_heartbeats_and_idle_timeout(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    lep_conn_opts_t oa, ob;
+    lep_conn_opts_init(&oa);
+    lep_conn_opts_init(&ob);
+    oa.idle_timeout_ms = 1000; /* a wants to hear from b every second */
+    ob.idle_timeout_ms = 4000;
+    setup_pair(&a, &b, &oa, &ob);
+    int64_t t = 10000;
+    lep_conn_tick(a.c, t);
+    lep_conn_tick(b.c, t);
+    lep_conn_open(a.c);
+    lep_conn_open(b.c);
+    pump(&a, &b);
+    assert_int_equal(lep_conn_remote_idle_timeout(b.c), 1000);
+    assert_int_equal(lep_conn_remote_idle_timeout(a.c), 4000);
+    /* b keeps a alive with empty frames every 500 ms; a sends every 2 s */
+    for (int i = 0; i < 40; i++) {
+        t += 100;
+        int64_t da = lep_conn_tick(a.c, t);
+        int64_t db = lep_conn_tick(b.c, t);
+        assert_true(da > t && da <= t + 1000);
+        assert_true(db > t && db <= t + 2000);
+        pump(&a, &b);
+    }
+    assert_false(saw(&a, LEP_EVENT_TRANSPORT_ERROR));
+    assert_false(saw(&b, LEP_EVENT_TRANSPORT_ERROR));
+    /* b goes silent: its output is dropped from now on */
+    for (int i = 0; i < 12; i++) {
+        t += 100;
+        lep_conn_tick(b.c, t);
+        lep_bytes_t o = lep_conn_output(b.c);
+        lep_conn_consumed(b.c, o.len);
+        lep_conn_tick(a.c, t);
+        move(a.c, b.c);
+        drain_events(&a);
+        drain_events(&b);
+    }
+    assert_true(saw(&a, LEP_EVENT_TRANSPORT_ERROR));
+    assert_true(lep_bytes_eq_str(lep_conn_local_condition(a.c)->name,
+                                 LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED));
+    /* a's close tells b why */
+    pump(&a, &b);
+    assert_true(saw(&b, LEP_EVENT_CONN_REMOTE_CLOSE));
+    assert_true(lep_bytes_eq_str(lep_conn_remote_condition(b.c)->name,
+                                 LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED));
+    lep_conn_close(b.c, NULL);
+    pump(&a, &b);
+    assert_true(lep_conn_finished(a.c) && lep_conn_finished(b.c));
+    lep_conn_free(a.c);
+    lep_conn_free(b.c);
+}
+
+/* A layer that XORs every byte, both ways, and delays its output until
+ * it has seen one byte of input (like a handshake). */
+typedef struct xor_layer {
+    uint8_t key;
+    bool ready;
+    int *freed;
+} xor_layer_t;
+
+static int
+xor_input(void *ctx, lep_conn_t *c, const uint8_t *in, size_t len, size_t *used, lep_buf_t *up,
+          lep_buf_t *down)
+{
+    (void)c;
+    (void)down;
+    xor_layer_t *x = ctx;
+    x->ready = true;
+    /* consume only in pieces of 3, to exercise buffering below */
+    size_t n = len - len % 3;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t v = in[i] ^ x->key;
+        if (lep_buf_append(up, &v, 1) != 0)
+            return LEP_ERR_NOMEM;
+    }
+    *used = n;
+    return 0;
+}
+
+static int
+xor_output(void *ctx, lep_conn_t *c, const uint8_t *in, size_t len, size_t *used, lep_buf_t *down)
+{
+    xor_layer_t *x = ctx;
+    if (!x->ready && lep_conn_is_server(c)) {
+        *used = 0;
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        uint8_t v = in[i] ^ x->key;
+        if (lep_buf_append(down, &v, 1) != 0)
+            return LEP_ERR_NOMEM;
+    }
+    *used = len;
+    return 0;
+}
+
+static void
+xor_free(void *ctx)
+{
+    xor_layer_t *x = ctx;
+    (*x->freed)++;
+    free(x);
+}
+
+static const lep_layer_ops_t xor_ops = {"xor", xor_input, xor_output, NULL, xor_free};
+
+static void
+test_layers(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup_pair(&a, &b, NULL, NULL);
+    int freed = 0;
+    for (int i = 0; i < 2; i++) {
+        xor_layer_t *x1 = calloc(1, sizeof *x1), *x2 = calloc(1, sizeof *x2);
+        x1->key = 0x5a;
+        x2->key = 0x33;
+        x1->freed = x2->freed = &freed;
+        lep_conn_t *c = i ? b.c : a.c;
+        assert_int_equal(lep_conn_add_layer(c, &xor_ops, x1), 0);
+        assert_int_equal(lep_conn_add_layer(c, &xor_ops, x2), 0);
+    }
+    lep_conn_set_user(b.c, lep_bytes_str("alice"));
+    lep_conn_set_encrypted(b.c, true);
+    assert_true(lep_bytes_eq_str(lep_conn_user(b.c), "alice"));
+    assert_true(lep_conn_encrypted(b.c));
+    lep_conn_open(a.c);
+    lep_bytes_t first = lep_conn_output(a.c);
+    assert_int_equal(first.ptr[0], 'A' ^ 0x5a ^ 0x33);
+    pump(&a, &b);
+    assert_true(saw(&b, LEP_EVENT_CONN_REMOTE_OPEN));
+    lep_conn_open(b.c);
+    pump(&a, &b);
+    assert_true(saw(&a, LEP_EVENT_CONN_REMOTE_OPEN));
+    lep_conn_close(a.c, NULL);
+    pump(&a, &b);
+    lep_conn_close(b.c, NULL);
+    pump(&a, &b);
+    assert_true(lep_conn_finished(a.c) && lep_conn_finished(b.c));
+    assert_int_equal(lep_conn_add_layer(a.c, &xor_ops, NULL), LEP_ERR_STATE);
+    lep_conn_free(a.c);
+    lep_conn_free(b.c);
+    assert_int_equal(freed, 4);
+}
+
+static int trace_lines;
+static void
+count_trace(void *ctx, lep_conn_t *c, bool sent, const char *line)
+{
+    (void)ctx;
+    (void)c;
+    (void)sent;
+    assert_non_null(line);
+    if (strstr(line, "open") || strstr(line, "close"))
+        trace_lines++;
+}
+
+static void
+test_trace(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup_pair(&a, &b, NULL, NULL);
+    lep_conn_set_trace(a.c, count_trace, NULL);
+    trace_lines = 0;
+    lep_conn_open(a.c);
+    lep_conn_open(b.c);
+    pump(&a, &b);
+    lep_conn_close(a.c, NULL);
+    lep_conn_close(b.c, NULL);
+    pump(&a, &b);
+    assert_int_equal(trace_lines, 4); /* open and close, both ways */
+    lep_conn_free(a.c);
+    lep_conn_free(b.c);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_close),
         cmocka_unit_test(test_bad_header),
+        cmocka_unit_test(test_negotiation),
+        cmocka_unit_test(test_close_with_error),
+        cmocka_unit_test(test_garbage_frame),
+        cmocka_unit_test(test_unknown_performative),
+        cmocka_unit_test(test_bad_frame_header),
+        cmocka_unit_test(test_oversized_frame),
+        cmocka_unit_test(test_sasl_frame_without_sasl),
+        cmocka_unit_test(test_second_open),
+        cmocka_unit_test(test_frame_on_unknown_channel),
+        cmocka_unit_test(test_frame_before_open),
+        cmocka_unit_test(test_eof_without_close),
+        cmocka_unit_test(test_heartbeats_and_idle_timeout),
+        cmocka_unit_test(test_layers),
+        cmocka_unit_test(test_trace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
