@@ -357,9 +357,15 @@ tls_input(void *ctx, lep_conn_t *c, const uint8_t *in, size_t len, size_t *used,
             return LEP_ERR_FRAMING;
         }
     }
-    if (off < len && BIO_write(t->rbio, in + off, (int)(len - off)) != (int)(len - off)) {
-        ERR_clear_error();
-        return LEP_ERR_NOMEM;
+    if (t->close_notify_in)
+        return 0; /* nothing may follow close_notify; don't hoard it */
+    while (off < len) {
+        int n = len - off > (1u << 30) ? (1 << 30) : (int)(len - off);
+        if (BIO_write(t->rbio, in + off, n) != n) {
+            ERR_clear_error();
+            return LEP_ERR_NOMEM;
+        }
+        off += (size_t)n;
     }
     return pump(t, c, up, down);
 }
