@@ -64,6 +64,7 @@ struct pair_side {
     uint32_t auto_credit;
     bool auto_accept;
     bool eof_sent; /* we told the peer's engine its input closed */
+    size_t chunk;  /* feed this side at most this many bytes at a time; 0: all */
     pair_handler_fn handler;
     void *ctx;
     pair_side_t *peer;
@@ -275,7 +276,7 @@ pair_auto(pair_t *p, pair_side_t *s, const lep_event_t *ev)
 }
 
 static inline void
-pair_drain_events(pair_t *p, pair_side_t *s)
+pair_drain_events(struct pair *p, pair_side_t *s)
 {
     const lep_event_t *ev;
     while ((ev = lep_conn_next_event(s->c)) != NULL) {
@@ -304,26 +305,40 @@ pair_drain_events(pair_t *p, pair_side_t *s)
     }
 }
 
-/* Feeds what s has pending from its peer.  Returns bytes consumed. */
+/* Feeds what s has pending from its peer, in pieces of s->chunk bytes
+ * (0: all at once) with the events handled after each.  Returns bytes
+ * consumed. */
 static inline size_t
-pair_feed(pair_side_t *s)
+pair_feed(struct pair *p, pair_side_t *s)
 {
-    if (!s->in.len)
-        return 0;
-    size_t used = 0;
-    if (lep_conn_feed(s->c, s->in.data, s->in.len, &used) != 0) {
-        s->in.len = 0; /* input closed: the bytes go nowhere */
-        return 0;
+    size_t total = 0;
+    while (s->in.len) {
+        size_t n = s->in.len;
+        if (s->chunk && n > s->chunk)
+            n = s->chunk;
+        size_t used = 0;
+        if (lep_conn_feed(s->c, s->in.data, n, &used) != 0) {
+            s->in.len = 0; /* input closed: the bytes go nowhere */
+            break;
+        }
+        if (used > n)
+            used = n;
+        memmove(s->in.data, s->in.data + used, s->in.len - used);
+        s->in.len -= used;
+        total += used;
+        if (!s->chunk)
+            break;
+        pair_drain_events(p, s);
+        if (!used && n == s->in.len)
+            break; /* wants more than there is */
+        if (!used)
+            s->chunk = s->chunk * 2; /* wants a bigger piece at once */
     }
-    if (used > s->in.len)
-        used = s->in.len;
-    memmove(s->in.data, s->in.data + used, s->in.len - used);
-    s->in.len -= used;
-    return used;
+    return total;
 }
 
 static inline size_t
-pair_move(pair_side_t *from)
+pair_move(struct pair *p, pair_side_t *from)
 {
     pair_side_t *to = from->peer;
     size_t moved = 0;
@@ -336,7 +351,7 @@ pair_move(pair_side_t *from)
         lep_conn_consumed(from->c, out.len);
         moved += out.len;
     }
-    moved += pair_feed(to);
+    moved += pair_feed(p, to);
     return moved;
 }
 
@@ -349,7 +364,7 @@ pair_pump(pair_t *p)
     int rounds = 0;
     for (; rounds < PAIR_MAX_ROUNDS; rounds++) {
         size_t before = p->a.nev + p->b.nev;
-        size_t moved = pair_move(&p->a) + pair_move(&p->b);
+        size_t moved = pair_move(p, &p->a) + pair_move(p, &p->b);
         if (p->auto_tick) {
             lep_conn_tick(p->a.c, p->now);
             lep_conn_tick(p->b.c, p->now);
@@ -393,7 +408,7 @@ static inline void
 pair_inject(pair_t *p, pair_side_t *s, const void *bytes, size_t len)
 {
     lep_buf_append(&s->in, bytes, len);
-    pair_feed(s);
+    pair_feed(p, s);
     pair_drain_events(p, s);
 }
 
