@@ -467,7 +467,8 @@ void
 lepi_link_pump(lep_link_t *l)
 {
     lep_session_t *s = l->session;
-    while (l->sq_head && can_transfer(s) && l->attach_sent && !l->detach_sent) {
+    while (l->sq_head && can_transfer(s) && l->attach_sent && !l->detach_sent &&
+           l->remote_state == LEP_STATE_ACTIVE) {
         lep_delivery_t *d = l->sq_head;
         if (d->flags & LEPI_D_ABORT_PENDING) {
             if ((d->flags & LEPI_D_STARTED) && write_abort(d) != 0) {
@@ -501,7 +502,8 @@ lepi_session_pump(lep_session_t *s)
 static int
 check_send(lep_link_t *l, lep_bytes_t tag)
 {
-    if (l->receiver || l->local_state != LEP_STATE_ACTIVE || l->detach_sent)
+    if (l->receiver || l->local_state != LEP_STATE_ACTIVE || l->detach_sent ||
+        l->remote_state != LEP_STATE_ACTIVE)
         return LEP_ERR_STATE;
     if (tag.len > LEPI_TAG_MAX)
         return LEP_ERR_INVALID;

@@ -768,6 +768,177 @@ test_message_size_exceeded(void **state)
     teardown_pair(&a, &b);
 }
 
+/* ------------------------------------------------------------------ */
+/* Allocation failures: fail the n-th allocation, for every n, through a
+ * whole open/attach/send/settle/close exchange.  Nothing may crash or
+ * leak; calls may fail. */
+
+static long alloc_countdown = -1;
+static long live_allocs;
+static bool alloc_failed;
+
+static void *
+t_malloc(size_t n, void *ctx)
+{
+    (void)ctx;
+    if (alloc_countdown == 0) {
+        alloc_failed = true;
+        return NULL;
+    }
+    if (alloc_countdown > 0)
+        alloc_countdown--;
+    void *p = malloc(n);
+    if (p)
+        live_allocs++;
+    return p;
+}
+
+static void *
+t_realloc(void *p, size_t n, void *ctx)
+{
+    (void)ctx;
+    if (alloc_countdown == 0) {
+        alloc_failed = true;
+        return NULL;
+    }
+    if (alloc_countdown > 0)
+        alloc_countdown--;
+    void *q = realloc(p, n);
+    if (q && !p)
+        live_allocs++;
+    return q;
+}
+
+static void
+t_free(void *p, void *ctx)
+{
+    (void)ctx;
+    if (p)
+        live_allocs--;
+    free(p);
+}
+
+static void
+quiet_pump(lep_conn_t *a, lep_conn_t *b)
+{
+    for (int i = 0; i < 200; i++) {
+        const lep_event_t *e;
+        while ((e = lep_conn_next_event(a)))
+            ;
+        while ((e = lep_conn_next_event(b))) {
+            switch (e->type) {
+            case LEP_EVENT_CONN_REMOTE_OPEN:
+                if (lep_conn_local_state(b) == LEP_STATE_UNINIT)
+                    lep_conn_open(b);
+                break;
+            case LEP_EVENT_SESSION_REMOTE_BEGIN:
+                if (lep_session_local_state(e->session) == LEP_STATE_UNINIT)
+                    lep_session_begin(e->session);
+                break;
+            case LEP_EVENT_LINK_REMOTE_ATTACH:
+                if (lep_link_local_state(e->link) == LEP_STATE_UNINIT) {
+                    lep_link_attach(e->link);
+                    lep_link_flow(e->link, 10);
+                }
+                break;
+            case LEP_EVENT_DELIVERY:
+                if (lep_delivery_link(e->delivery) && lep_link_is_receiver(e->link) &&
+                    !lep_delivery_partial(e->delivery)) {
+                    lep_delivery_accept(e->delivery);
+                    lep_delivery_settle(e->delivery);
+                }
+                break;
+            case LEP_EVENT_CONN_REMOTE_CLOSE:
+                if (lep_conn_local_state(b) != LEP_STATE_CLOSED)
+                    lep_conn_close(b, NULL);
+                break;
+            default:
+                break;
+            }
+        }
+        if (!move(a, b) + !move(b, a) == 2)
+            break;
+    }
+}
+
+/* Returns true when it ran to the end. */
+static bool
+alloc_scenario(void)
+{
+    lep_conn_t *a = NULL, *b = NULL;
+    lep_conn_opts_t oa, ob;
+    lep_conn_opts_init(&oa);
+    lep_conn_opts_init(&ob);
+    oa.container_id = "a";
+    ob.container_id = "b";
+    ob.server = true;
+    oa.max_frame_size = ob.max_frame_size = 512;
+    bool ok = false;
+    if (lep_conn_new(&a, &oa) != 0 || lep_conn_new(&b, &ob) != 0)
+        goto out;
+    lep_session_t *s;
+    lep_link_t *l;
+    if (lep_conn_open(a) != 0 || lep_session_new(a, &s) != 0 || lep_session_begin(s) != 0)
+        goto out;
+    lep_link_opts_t lo;
+    lep_link_opts_init(&lo);
+    lo.name = "l";
+    lep_target_t t;
+    lep_target_init(&t);
+    static const uint8_t addr[] = {0xa1, 1, 'q'};
+    t.present = LEP_TARGET_HAS_ADDRESS;
+    t.address = LEP_BYTES(addr, sizeof addr);
+    lo.target = &t;
+    if (lep_link_new(s, &lo, &l) != 0 || lep_link_attach(l) != 0)
+        goto out;
+    quiet_pump(a, b);
+    static uint8_t big[2000];
+    lep_delivery_t *d[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++)
+        if (lep_link_send(l, LEP_BYTES(NULL, 0), big, i == 1 ? sizeof big : 10, false, &d[i]) != 0)
+            goto out;
+    quiet_pump(a, b);
+    for (int i = 0; i < 3; i++)
+        if (d[i] && lep_delivery_remote_settled(d[i]))
+            lep_delivery_settle(d[i]);
+    if (lep_conn_close(a, NULL) != 0)
+        goto out;
+    quiet_pump(a, b);
+    ok = lep_conn_finished(a) && lep_conn_finished(b);
+out:
+    lep_conn_free(a);
+    lep_conn_free(b);
+    return ok;
+}
+
+static void
+test_alloc_failures(void **state)
+{
+    (void)state;
+    lep_allocator_t al = {t_malloc, t_realloc, t_free, NULL};
+    lep_set_allocator(&al);
+    alloc_countdown = -1;
+    live_allocs = 0;
+    assert_true(alloc_scenario());
+    assert_int_equal(live_allocs, 0);
+    long n;
+    for (n = 0; n < 100000; n++) {
+        alloc_countdown = n;
+        alloc_failed = false;
+        live_allocs = 0;
+        bool ok = alloc_scenario();
+        assert_int_equal(live_allocs, 0);
+        if (!alloc_failed) {
+            assert_true(ok);
+            break;
+        }
+    }
+    lep_set_allocator(NULL);
+    print_message("allocation failures tried: %ld\n", n);
+    assert_true(n > 10);
+    assert_true(n < 100000);
+}
+
 int
 main(void)
 {
@@ -786,6 +957,7 @@ main(void)
         cmocka_unit_test(test_transfer_unknown_handle),
         cmocka_unit_test(test_window_violation),
         cmocka_unit_test(test_message_size_exceeded),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
