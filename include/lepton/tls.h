@@ -20,13 +20,19 @@
  *   - LEP_TLS_MODE_DETECT (servers): either of the two, told apart by the
  *     first byte (0x16, a TLS handshake record, or 'A').
  *
+ * Ending.  Once AMQP is closed both ways and our close frame has passed,
+ * the layer writes close_notify.  A peer's EOF is a clean end after its
+ * close_notify, or after its AMQP close frame (authenticated by TLS, so
+ * nothing can have been cut off); any other EOF is an error.
+ *
  * Errors reach the connection through lep_conn_transport_error():
  * certificate problems (verification failed, no client certificate when
  * one is required, host-name mismatch, the peer rejecting ours) as
  * LEP_TLS_COND_UNAUTHORIZED; everything else (malformed records, protocol
- * version or cipher mismatch, a peer that closes without close_notify, a
- * wrong protocol header) as LEP_TLS_COND_ERROR.  The description carries
- * OpenSSL's reason.
+ * version or cipher mismatch, an EOF that may be a truncation, a wrong
+ * protocol header) as LEP_TLS_COND_ERROR.  The description carries
+ * OpenSSL's reason.  These are local conditions: a TLS failure leaves no
+ * channel to send an AMQP close on (OpenSSL's alert tells the peer).
  *
  * Threads: a config may be shared by connections on different threads once
  * it is complete (reference count is atomic); setters are not thread-safe
@@ -83,7 +89,8 @@ LEP_EXPORT int lep_tls_config_new(lep_tls_config_t **out, bool server);
 LEP_EXPORT void lep_tls_config_free(lep_tls_config_t *cfg);
 
 /* Our certificate chain (PEM: leaf first) and private key (PEM), the key
- * optionally encrypted with password (NULL: none).  Files are read now.
+ * optionally encrypted with password (NULL: none; never prompts).  Files
+ * are read now and the password is not kept.
  * LEP_ERR_IO: unreadable, LEP_ERR_INVALID: bad file, wrong password, or a
  * key that does not match the certificate. lep_tls_config_error() says
  * which. */
