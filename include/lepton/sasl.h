@@ -37,6 +37,12 @@
  * "amqp:unauthorized-access" (spec 5.3).  After a failure nothing of the
  * AMQP layer reaches the peer.  The peer's input never crashes or aborts.
  *
+ * Frame sizes: SASL frames precede the open, so the spec caps them at
+ * 512 bytes (MIN-MAX-FRAME-SIZE).  Ours stay below that unless PLAIN
+ * credentials or names are very long, in which case they are sent anyway
+ * (refusing would be worse; lenient peers such as Proton accept them).  We
+ * accept SASL frames up to 64 KiB from peers, and refuse larger ones.
+ *
  * SCRAM on the wire: the server sends server-final in the sasl-outcome's
  * additional-data (RFC 4422 "additional data with success"); the client
  * accepts it there or as a last sasl-challenge (answered with an empty
