@@ -112,9 +112,9 @@ lep_conn_new(lep_conn_t **out, const lep_conn_opts_t *opts)
         lep_conn_free(c);
         return LEP_ERR_NOMEM;
     }
-    c->offered_caps.ptr = c->caps_buf.data + o1;
-    c->desired_caps.ptr = c->caps_buf.data + o2;
-    c->properties.ptr = c->caps_buf.data + o3;
+    c->offered_caps.ptr = lepi_at(&c->caps_buf, o1);
+    c->desired_caps.ptr = lepi_at(&c->caps_buf, o2);
+    c->properties.ptr = lepi_at(&c->caps_buf, o3);
     *out = c;
     return 0;
 }
@@ -467,7 +467,7 @@ flush_layers(lep_conn_t *c)
         bool from_w = i == 0;
         if (from_w) {
             bool gate = !c->hdr_sent || c->close_after_flush;
-            p = c->wbuf.data + c->wpos;
+            p = lepi_at(&c->wbuf, c->wpos);
             n = gate ? 0 : c->wbuf.len - c->wpos;
         } else {
             p = L->pout.data;

@@ -479,7 +479,7 @@ lepi_link_pump(lep_link_t *l)
             d->flags &= ~(uint32_t)LEPI_D_ABORT_PENDING;
             unsettled_remove(d);
         } else {
-            size_t n = emit(d, d->data.data + d->off, d->data.len - d->off);
+            size_t n = emit(d, lepi_at(&d->data, d->off), d->data.len - d->off);
             d->off += n;
             if (d->off == d->data.len)
                 d->off = d->data.len = 0;
@@ -718,7 +718,8 @@ lepi_on_transfer(lep_session_t *s, const lep_transfer_t *t, lep_bytes_t payload)
         l->credit--;
         l->delivery_count++;
         d->id = t->delivery_id;
-        memcpy(d->tag, t->delivery_tag.ptr, t->delivery_tag.len);
+        if (t->delivery_tag.len)
+            memcpy(d->tag, t->delivery_tag.ptr, t->delivery_tag.len);
         d->taglen = (uint8_t)t->delivery_tag.len;
         d->message_format = t->message_format;
         l->current = d;
@@ -1044,7 +1045,7 @@ lep_delivery_data(const lep_delivery_t *d)
 {
     if (!d->link->receiver)
         return (lep_bytes_t){NULL, 0};
-    return LEP_BYTES(d->data.data + d->off, d->data.len - d->off);
+    return LEP_BYTES(lepi_at(&d->data, d->off), d->data.len - d->off);
 }
 
 void

@@ -13,6 +13,13 @@
  * our own window, so any large value will do. */
 #define LEPI_OUTGOING_WINDOW 0x7fffffffu
 
+/* b->data + off without the null-plus-zero UB of an empty buffer. */
+static inline uint8_t *
+lepi_at(const lep_buf_t *b, size_t off)
+{
+    return b->data ? b->data + off : NULL;
+}
+
 /* An owned copy of a condition: the views point into buf. */
 typedef struct lepi_cond {
     lep_condition_t view;
