@@ -125,8 +125,10 @@ LEP_EXPORT const char *lep_tls_config_error(const lep_tls_config_t *cfg);
  * (not for IP literals) and checked against the certificate under
  * LEP_TLS_VERIFY_PEER_NAME, which then requires it; ignored by servers.
  * out (may be NULL) gets the layer for the accessors below; it is owned by
- * the connection and valid until lep_conn_free().  LEP_ERR_STATE: a
- * server config without a certificate, or the connection has started. */
+ * the connection and valid until lep_conn_free().  LEP_ERR_INVALID: a
+ * client config on a server connection or the reverse, or host-name
+ * checking without a host name; LEP_ERR_STATE: a server config without a
+ * certificate, or the connection has started (lep_conn_add_layer). */
 LEP_EXPORT int lep_tls_add(lep_conn_t *c, lep_tls_config_t *cfg, const char *peer_hostname,
                            lep_tls_t **out);
 
