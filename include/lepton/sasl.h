@@ -86,7 +86,10 @@ typedef struct lep_sasl_client_opts {
      * credentials for: EXTERNAL > SCRAM-SHA-512 > SCRAM-SHA-256 >
      * SCRAM-SHA-1 > PLAIN > ANONYMOUS (SCRAM and PLAIN need a username and a
      * password; EXTERNAL needs an encrypted connection, whose TLS client
-     * certificate is the identity). */
+     * certificate is the identity).  With a username and password set,
+     * ANONYMOUS is used only when listed here: a client given credentials
+     * fails rather than silently connecting as nobody (e.g. when the
+     * server offers PLAIN and ANONYMOUS without TLS). */
     const char *mechanisms;
     const char *username;       /* authentication identity; may be NULL */
     const char *password;       /* may be NULL */

@@ -66,6 +66,7 @@ struct lep_sasl {
     unsigned mechs;       /* client: allowed; server: configured (0: default) */
     char *username, *password, *authzid, *hostname; /* client */
     bool allow_insecure;
+    bool mechs_explicit;  /* client: the application listed mechanisms */
     bool optional;
     const lep_sasl_users_t *users;
     lep_sasl_authenticate_fn authenticate;
@@ -240,7 +241,9 @@ client_can(const lep_sasl_t *s, lep_conn_t *c, int m)
     case M_EXTERNAL:
         return lep_conn_encrypted(c); /* the identity is the TLS client certificate */
     case M_ANONYMOUS:
-        return true;
+        /* Given credentials, the application wants to be that user: no
+         * silent fall-back to anonymous unless it listed ANONYMOUS. */
+        return s->mechs_explicit || !(s->username && s->password);
     case M_PLAIN:
         return s->username && s->password && (lep_conn_encrypted(c) || s->allow_insecure);
     default:
@@ -545,6 +548,15 @@ server_plain(lep_sasl_t *s, lep_conn_t *c, lep_buf_t *down, lep_bytes_t msg)
     bool ok = false;
     if (s->users && (authzid.len == 0 || bytes_eq(authzid, user))) {
         int rc = lep_sasl_users_check(s->users, user, pw);
+        if (rc == LEP_ERR_NOT_FOUND) {
+            /* as much work as for a salted user: the time taken does not
+             * tell which user names exist */
+            lepi_scram_cred_t dummy;
+            rc = lepi_scram_derive(&dummy, LEPI_HASH_SHA256, pw, (const uint8_t *)"lepton", 6,
+                                   LEPI_SCRAM_DEFAULT_ITER);
+            if (rc == 0)
+                rc = LEP_ERR_NOT_FOUND;
+        }
         if (rc == LEP_ERR_NOMEM)
             return rc;
         ok = rc == 0;
@@ -909,6 +921,7 @@ lep_sasl_client_add(lep_conn_t *c, const lep_sasl_client_opts_t *o, lep_sasl_t *
             sasl_free(s);
             return rc;
         }
+        s->mechs_explicit = true;
     } else {
         s->mechs = SCRAM_BITS | BIT(M_PLAIN) | BIT(M_ANONYMOUS);
     }

@@ -367,6 +367,25 @@ test_plain_needs_tls(void **state)
     free_peer(&cl);
     free_peer(&sv);
 
+    /* given credentials, no silent fall-back to ANONYMOUS ... */
+    so.mechanisms = "PLAIN ANONYMOUS";
+    so.allow_insecure = true;
+    co.mechanisms = NULL;
+    co.allow_insecure = false;
+    run(&cl, &sv, &co, &so, SIZE_MAX);
+    expect_auth_failure(&cl, &sv, "PLAIN refused on an unencrypted connection", NULL);
+    free_peer(&cl);
+    free_peer(&sv);
+    /* ... unless the application lists it */
+    co.mechanisms = "PLAIN ANONYMOUS";
+    run(&cl, &sv, &co, &so, SIZE_MAX);
+    expect_success(&cl, &sv, "ANONYMOUS", "anonymous");
+    free_peer(&cl);
+    free_peer(&sv);
+    so.mechanisms = NULL;
+    so.allow_insecure = false;
+    co.mechanisms = "PLAIN";
+
     /* over "TLS" (as the TLS layer would mark it) both are content */
     co.allow_insecure = false;
     new_client(&cl, &co);
