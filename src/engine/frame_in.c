@@ -123,29 +123,46 @@ parse_frames(lep_conn_t *c, const uint8_t *p, size_t n)
 int
 lepi_process_input(lep_conn_t *c, const uint8_t *p, size_t n)
 {
-    if (!n || c->input_done)
-        return 0;
-    if (c->in.len == 0) {
-        size_t done = parse_frames(c, p, n);
-        if (done < n && !c->input_done && lep_buf_append(&c->in, p + done, n - done) != 0) {
+    /* A frame cut by the previous read is completed from the new bytes
+     * and parsed from c->in; whole frames after it are parsed straight
+     * from the caller's buffer, so each byte is copied at most once. */
+    while (c->in.len && n && !c->input_done) {
+        size_t need = LEP_FRAME_HEADER_SIZE;
+        if (c->in.len >= LEP_FRAME_HEADER_SIZE) {
+            lep_frame_t f;
+            int rc = lep_frame_parse(c->in.data, c->in.len, c->max_frame_size, &f, &need);
+            if (rc != LEP_ERR_INCOMPLETE)
+                need = c->in.len; /* complete, or an error parse_frames reports */
+        }
+        size_t take = need > c->in.len ? need - c->in.len : 0;
+        if (take > n)
+            take = n;
+        if (take && lep_buf_append(&c->in, p, take) != 0) {
             lepi_conn_fail(c, LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED, "out of memory");
             return LEP_ERR_NOMEM;
         }
-        return 0;
+        p += take;
+        n -= take;
+        if (c->in.len < need)
+            return 0; /* still incomplete: all input taken */
+        size_t done = parse_frames(c, c->in.data, c->in.len);
+        if (c->input_done) {
+            c->in.len = 0;
+            return 0;
+        }
+        if (done == 0 && c->in.len >= LEP_FRAME_HEADER_SIZE && take == 0)
+            break; /* cannot happen: a complete frame parses or fails */
+        if (done) {
+            memmove(c->in.data, c->in.data + done, c->in.len - done);
+            c->in.len -= done;
+        }
     }
-    if (lep_buf_append(&c->in, p, n) != 0) {
+    if (!n || c->input_done)
+        return 0;
+    size_t done = parse_frames(c, p, n);
+    if (done < n && !c->input_done && lep_buf_append(&c->in, p + done, n - done) != 0) {
         lepi_conn_fail(c, LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED, "out of memory");
         return LEP_ERR_NOMEM;
-    }
-    /* Frames views point into c->in: consume only after parsing. */
-    size_t done = parse_frames(c, c->in.data, c->in.len);
-    if (c->input_done) {
-        c->in.len = 0;
-        return 0;
-    }
-    if (done) {
-        memmove(c->in.data, c->in.data + done, c->in.len - done);
-        c->in.len -= done;
     }
     return 0;
 }
