@@ -40,7 +40,13 @@ make_certs(void **state)
     if (!mkdtemp(certdir))
         return -1;
     snprintf(cmd, sizeof cmd, "sh '%s/tests/tls/make-certs.sh' '%s'", src ? src : ".", certdir);
-    return system(cmd) == 0 ? 0 : -1;
+    if (system(cmd) == 0)
+        return 0;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", certdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", certdir);
+    fprintf(stderr, "make-certs.sh failed (is LEPTON_SOURCE_DIR set?)\n");
+    return -1;
 }
 
 static int
