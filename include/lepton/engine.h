@@ -83,7 +83,9 @@ typedef struct lep_layer_ops {
                  lep_buf_t *up, lep_buf_t *down);
     /* Bytes from above: consume what may pass now (*used; a layer that
      * is not ready yet, like SASL before its outcome, consumes nothing)
-     * and append what goes to the peer to `down`. */
+     * and append what goes to the peer to `down`.  Called whenever the
+     * caller asks for output, also with len 0, so a layer can start its
+     * own handshake (a TLS client hello) before AMQP has anything. */
     int (*output)(void *ctx, lep_conn_t *c, const uint8_t *in, size_t len, size_t *used,
                   lep_buf_t *down);
     /* The peer closed its side: return true if that is a clean end for
@@ -259,6 +261,8 @@ typedef struct lep_link_opts {
     lep_bytes_t offered_capabilities;
     lep_bytes_t desired_capabilities;
     lep_bytes_t properties;
+    lep_bytes_t unsettled;         /* attach's unsettled map, encoded (resuming a link); may be empty */
+    bool incomplete_unsettled;
 } lep_link_opts_t;
 
 LEP_EXPORT void lep_link_opts_init(lep_link_opts_t *o);

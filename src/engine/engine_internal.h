@@ -110,7 +110,8 @@ struct lep_link {
     lep_target_t target;
     lep_buf_t terms_buf;             /* bytes behind source/target views */
     lep_buf_t caps_buf;              /* offered, desired, properties */
-    lep_bytes_t offered_caps, desired_caps, properties;
+    lep_bytes_t offered_caps, desired_caps, properties, unsettled_map;
+    bool incomplete_unsettled;
     /* theirs */
     lep_attach_t remote_attach;
     lep_buf_t remote_attach_buf;     /* the whole attach body, views into it */

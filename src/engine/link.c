@@ -122,18 +122,21 @@ lep_link_new(lep_session_t *s, const lep_link_opts_t *o, lep_link_t **out)
         l->max_message_size = o->max_message_size;
     int rc = set_termini(l, o->source != NULL, o->source, o->target != NULL, o->target);
     size_t a = o->offered_capabilities.len, d = o->desired_capabilities.len,
-           p = o->properties.len;
-    if (rc == 0 && a + d + p) {
-        rc = lep_buf_reserve(&l->caps_buf, a + d + p);
+           p = o->properties.len, u = o->unsettled.len;
+    if (rc == 0 && a + d + p + u) {
+        rc = lep_buf_reserve(&l->caps_buf, a + d + p + u);
         if (rc == 0) {
             lep_buf_append(&l->caps_buf, o->offered_capabilities.ptr, a);
             lep_buf_append(&l->caps_buf, o->desired_capabilities.ptr, d);
             lep_buf_append(&l->caps_buf, o->properties.ptr, p);
+            lep_buf_append(&l->caps_buf, o->unsettled.ptr, u);
             l->offered_caps = LEP_BYTES(l->caps_buf.data, a);
             l->desired_caps = LEP_BYTES(l->caps_buf.data + a, d);
             l->properties = LEP_BYTES(l->caps_buf.data + a + d, p);
+            l->unsettled_map = LEP_BYTES(l->caps_buf.data + a + d + p, u);
         }
     }
+    l->incomplete_unsettled = o->incomplete_unsettled;
     if (rc != 0) {
         lepi_link_destroy(l);
         return rc;
@@ -265,6 +268,14 @@ send_attach(lep_link_t *l)
     if (l->properties.len) {
         a->present |= LEP_ATTACH_HAS_PROPERTIES;
         a->properties = l->properties;
+    }
+    if (l->unsettled_map.len) {
+        a->present |= LEP_ATTACH_HAS_UNSETTLED;
+        a->unsettled = l->unsettled_map;
+    }
+    if (l->incomplete_unsettled) {
+        a->present |= LEP_ATTACH_HAS_INCOMPLETE_UNSETTLED;
+        a->incomplete_unsettled = true;
     }
     return lepi_write_perf(s->conn, s->channel, &p, (lep_bytes_t){NULL, 0});
 }

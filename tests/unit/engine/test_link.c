@@ -155,6 +155,12 @@ setup(peer_t *a, peer_t *b, uint32_t frame, bool a_receiver, uint8_t snd, uint8_
     tgt.address = LEP_BYTES(addr_tgt, sizeof addr_tgt);
     lo.source = &src;
     lo.target = &tgt;
+    /* unsettled map {binary "t1": accepted} */
+    static const uint8_t unsettled[] = {0xc1, 0x09, 0x02, 0xa0, 0x02, 't', '1',
+                                        0x00, 0x53, 0x24, 0x45};
+    lo.unsettled = LEP_BYTES(unsettled, sizeof unsettled);
+    static const uint8_t props[] = {0xc1, 0x05, 0x02, 0xa3, 0x01, 'p', 0x41};
+    lo.properties = LEP_BYTES(props, sizeof props);
     assert_int_equal(lep_link_new(a->ssn, &lo, &a->link), 0);
     assert_int_equal(lep_link_attach(a->link), 0);
     pump(a, b);
@@ -210,7 +216,11 @@ test_attach_termini(void **state)
     assert_non_null(t2);
     assert_memory_equal(t2->address.ptr + 2, "queue1", 6);
     assert_non_null(lep_link_target(a.link));
-    assert_non_null(lep_link_remote_attach(b.link));
+    const lep_attach_t *ra = lep_link_remote_attach(b.link);
+    assert_non_null(ra);
+    assert_true(ra->present & LEP_ATTACH_HAS_UNSETTLED);
+    assert_int_equal(ra->unsettled.len, 11);
+    assert_int_equal(ra->properties.len, 7);
     assert_int_equal(count(&a, LEP_EVENT_SESSION_REMOTE_BEGIN), 1);
     assert_int_equal(count(&a, LEP_EVENT_LINK_REMOTE_ATTACH), 1);
     /* detach with close and a condition */
