@@ -599,8 +599,9 @@ amqp_input(lep_conn_t *c, const uint8_t *p, size_t n)
 {
     if (c->input_done || !n)
         return;
-    if (c->time_known)
-        c->last_in = c->now;
+    /* Stamped at the next tick: the time of the last tick is older than
+     * these bytes, and a stale stamp would fail a live peer. */
+    c->input_seen = true;
     if (!c->hdr_received) {
         size_t have = c->in.len;
         size_t take = LEP_PROTO_HEADER_SIZE - have;
@@ -1012,6 +1013,10 @@ lep_conn_tick(lep_conn_t *c, int64_t now)
     if (!c->time_known) {
         c->time_known = true;
         c->last_in = c->last_out = now;
+    }
+    if (c->input_seen) {
+        c->input_seen = false;
+        c->last_in = now;
     }
     int64_t deadline = -1;
     if (c->idle_timeout && !c->input_done && c->open_sent) {

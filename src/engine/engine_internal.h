@@ -239,6 +239,7 @@ struct lep_conn {
     /* time */
     int64_t now, last_in, last_out;
     bool time_known;
+    bool input_seen;                 /* bytes arrived since the last tick */
 
     /* trace */
     lep_trace_fn trace;

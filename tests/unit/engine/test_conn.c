@@ -427,6 +427,43 @@ test_heartbeats_and_idle_timeout(void **state)
     lep_conn_free(b.c);
 }
 
+/* Bytes fed between ticks count as heard at the next tick: a caller that
+ * ticks only on its poll deadline must not fail a live peer. */
+static void
+test_idle_input_between_ticks(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    lep_conn_opts_t oa, ob;
+    lep_conn_opts_init(&oa);
+    lep_conn_opts_init(&ob);
+    oa.idle_timeout_ms = 500;
+    setup_pair(&a, &b, &oa, &ob);
+    int64_t t = 1000;
+    lep_conn_tick(a.c, t);
+    lep_conn_tick(b.c, t);
+    lep_conn_open(a.c);
+    lep_conn_open(b.c);
+    pump(&a, &b);
+    for (int i = 0; i < 10; i++) {
+        int64_t deadline = lep_conn_tick(a.c, t);
+        assert_true(deadline > t);
+        /* b sends something 400 ms after a's tick; a is not ticked then */
+        t += 400;
+        lep_conn_tick(b.c, t);
+        uint8_t hb[8];
+        lep_frame_header_write(hb, LEP_FRAME_AMQP, 0, 0);
+        size_t used;
+        assert_int_equal(lep_conn_feed(a.c, hb, sizeof hb, &used), 0);
+        /* a wakes at its old deadline */
+        t = deadline;
+    }
+    drain_events(&a);
+    assert_false(saw(&a, LEP_EVENT_TRANSPORT_ERROR));
+    lep_conn_free(a.c);
+    lep_conn_free(b.c);
+}
+
 /* A layer that XORs every byte, both ways, and delays its output until
  * it has seen one byte of input (like a handshake). */
 typedef struct xor_layer {
@@ -569,6 +606,7 @@ main(void)
         cmocka_unit_test(test_frame_before_open),
         cmocka_unit_test(test_eof_without_close),
         cmocka_unit_test(test_heartbeats_and_idle_timeout),
+        cmocka_unit_test(test_idle_input_between_ticks),
         cmocka_unit_test(test_layers),
         cmocka_unit_test(test_trace),
     };
