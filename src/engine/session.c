@@ -285,7 +285,8 @@ lepi_on_end(lep_conn_t *c, lep_session_t *s, const lep_end_t *e)
         l->remote_state = LEP_STATE_CLOSED;
         l->has_remote_handle = false;
     }
-    memset(s->rhandles, 0, s->nrhandles * sizeof *s->rhandles);
+    if (s->rhandles)
+        memset(s->rhandles, 0, s->nrhandles * sizeof *s->rhandles);
     if (s->local_state == LEP_STATE_CLOSED)
         unmap_local(s);
     lepi_event(c, LEP_EVENT_SESSION_REMOTE_END, s, NULL, NULL);
