@@ -1,0 +1,123 @@
+#!/bin/sh
+# Interop over loopback: the lepton engine (tests/interop/engine_peer.c)
+# against Debian's python3-qpid-proton, in both roles:
+#   1. lepton client sends to a Proton listener (anonymous, no SASL)
+#   2. Proton client sends to a lepton server (no SASL)
+#   3. Proton client sends to a lepton server with SASL PLAIN
+#   4. a wrong SASL password is refused with amqp:unauthorized-access
+# Servers listen on 127.0.0.1 only, on a free port; only the PIDs started
+# here are stopped; every wait is bounded.
+set -u
+BUILD=${LEPTON_BUILD_DIR:-build}
+SRC=${LEPTON_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+PY=${LEPTON_PYTHON:-/usr/bin/python3}
+PEER="$BUILD/tests/engine_peer"
+PROTON="$SRC/tests/interop/engine_proton.py"
+passed=0
+failed=0
+work=$(mktemp -d)
+pids=""
+
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null; done
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+if ! "$PY" -c 'import proton' 2>/dev/null; then
+    echo "SKIP: $PY cannot import proton (python3-qpid-proton)"
+    echo "0 passed, 0 failed"
+    exit 0
+fi
+if [ ! -x "$PEER" ]; then
+    echo "FAIL: $PEER not built"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_pid PID SECONDS: waits for PID, killing it after SECONDS; returns its status
+wait_pid() {
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 "$1" 2>/dev/null; then kill "$1" 2>/dev/null; fi
+    wait "$1"
+}
+
+# wait_for FILE PATTERN SECONDS
+wait_for() {
+    i=0
+    while ! grep -q "$2" "$1" 2>/dev/null && [ $i -lt $(($3 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+    grep -q "$2" "$1" 2>/dev/null
+}
+
+ok() { echo "PASS: $1"; passed=$((passed + 1)); }
+ko() { echo "FAIL: $1"; for f in "$work"/*.log; do echo "--- $f"; tail -20 "$f"; done; failed=$((failed + 1)); }
+
+# 1. lepton client -> Proton server
+t="lepton client sends 50 to a Proton listener"
+port=$(free_port)
+"$PY" "$PROTON" recv "$port" 50 >"$work/recv1.log" 2>&1 &
+ppid=$!; pids="$pids $ppid"
+if wait_for "$work/recv1.log" listening 10; then
+    sleep 0.2
+    "$PEER" client "$port" examples 50 --timeout 15000 >"$work/peer1.log" 2>&1
+    prc=$?
+    wait_pid "$ppid" 15; yrc=$?
+    if [ $prc -eq 0 ] && [ $yrc -eq 0 ] && grep -q "received 50" "$work/recv1.log"; then ok "$t"; else ko "$t"; fi
+else
+    ko "$t (proton listener did not start)"
+fi
+rm -f "$work"/*.log
+
+# 2. Proton client -> lepton server
+t="Proton client sends 50 to a lepton server"
+"$PEER" server 0 50 --timeout 15000 >"$work/peer2.log" 2>&1 &
+lpid=$!; pids="$pids $lpid"
+if wait_for "$work/peer2.log" "listening on" 10; then
+    port=$(sed -n 's/^listening on //p' "$work/peer2.log")
+    "$PY" "$PROTON" send "$port" examples 50 >"$work/send2.log" 2>&1
+    yrc=$?
+    wait_pid "$lpid" 15; lrc=$?
+    if [ $yrc -eq 0 ] && [ $lrc -eq 0 ] && grep -q "received 50 of 50" "$work/peer2.log"; then ok "$t"; else ko "$t"; fi
+else
+    ko "$t (lepton server did not start)"
+fi
+rm -f "$work"/*.log
+
+# 3. Proton client -> lepton server, SASL PLAIN
+if [ -f "$SRC/include/lepton/sasl.h" ]; then
+    t="Proton client, SASL PLAIN, sends 20 to a lepton server"
+    "$PEER" server 0 20 --timeout 15000 --user alice --password s3cret >"$work/peer3.log" 2>&1 &
+    lpid=$!; pids="$pids $lpid"
+    if wait_for "$work/peer3.log" "listening on" 10; then
+        port=$(sed -n 's/^listening on //p' "$work/peer3.log")
+        "$PY" "$PROTON" send "$port" examples 20 alice s3cret >"$work/send3.log" 2>&1
+        yrc=$?
+        wait_pid "$lpid" 15; lrc=$?
+        if [ $yrc -eq 0 ] && [ $lrc -eq 0 ] && grep -q "received 20 of 20" "$work/peer3.log"; then ok "$t"; else ko "$t"; fi
+    else
+        ko "$t (lepton server did not start)"
+    fi
+    rm -f "$work"/*.log
+
+    t="Proton client with a wrong SASL password is refused"
+    "$PEER" server 0 1 --timeout 10000 --user alice --password s3cret >"$work/peer4.log" 2>&1 &
+    lpid=$!; pids="$pids $lpid"
+    if wait_for "$work/peer4.log" "listening on" 10; then
+        port=$(sed -n 's/^listening on //p' "$work/peer4.log")
+        "$PY" "$PROTON" send "$port" examples 1 alice wrong >"$work/send4.log" 2>&1
+        yrc=$?
+        wait_pid "$lpid" 15; lrc=$?
+        if [ $yrc -ne 0 ] && [ $lrc -ne 0 ] && grep -q "unauthorized-access" "$work/peer4.log"; then ok "$t"; else ko "$t"; fi
+    else
+        ko "$t (lepton server did not start)"
+    fi
+    rm -f "$work"/*.log
+fi
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
