@@ -949,6 +949,199 @@ test_alloc_failures(void **state)
     assert_true(n < 100000);
 }
 
+/* ------------------------------------------------------------------ */
+/* Client side under damaged input: record what a server says in a full
+ * exchange, then replay it to fresh clients with a few bytes changed and
+ * cut into random pieces.  Nothing may crash, leak or hang. */
+
+typedef struct recorder {
+    lep_buf_t bytes;
+} recorder_t;
+
+static void
+client_actions(lep_conn_t *c, lep_link_t **snd, lep_link_t **rcv)
+{
+    lep_session_t *s;
+    lep_conn_open(c);
+    if (lep_session_new(c, &s) != 0 || lep_session_begin(s) != 0)
+        return;
+    lep_link_opts_t lo;
+    lep_link_opts_init(&lo);
+    lo.name = "out";
+    if (lep_link_new(s, &lo, snd) == 0)
+        lep_link_attach(*snd);
+    lo.name = "in";
+    lo.receiver = true;
+    if (lep_link_new(s, &lo, rcv) == 0) {
+        lep_link_attach(*rcv);
+        lep_link_flow(*rcv, 20);
+    }
+}
+
+static void
+client_events(lep_conn_t *c, lep_link_t *snd)
+{
+    const lep_event_t *e;
+    while ((e = lep_conn_next_event(c))) {
+        switch (e->type) {
+        case LEP_EVENT_LINK_FLOW:
+            if (e->link == snd)
+                while (lep_link_credit(snd) > 2 && lep_link_unsettled(snd) < 3)
+                    if (lep_link_send(snd, lep_bytes_str(""), "abc", 3, false, NULL) != 0)
+                        break;
+            break;
+        case LEP_EVENT_DELIVERY:
+            if (lep_delivery_remote_settled(e->delivery) || lep_link_is_receiver(e->link)) {
+                if (lep_link_is_receiver(e->link))
+                    lep_delivery_accept(e->delivery);
+                lep_delivery_settle(e->delivery);
+            }
+            break;
+        case LEP_EVENT_LINK_REMOTE_DETACH:
+            if (lep_link_local_state(e->link) == LEP_STATE_ACTIVE)
+                lep_link_detach(e->link, true, NULL);
+            break;
+        case LEP_EVENT_SESSION_REMOTE_END:
+            if (lep_session_local_state(e->session) == LEP_STATE_ACTIVE)
+                lep_session_end(e->session, NULL);
+            break;
+        case LEP_EVENT_CONN_REMOTE_CLOSE:
+            if (lep_conn_local_state(c) != LEP_STATE_CLOSED)
+                lep_conn_close(c, NULL);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static uint32_t
+rnd(uint32_t *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return *seed >> 8;
+}
+
+/* One pass of the exchange from both sides: a's bytes to b, b's to a,
+ * b's recorded. */
+static void
+record_step(peer_t *a, peer_t *b, lep_buf_t *rec)
+{
+    move(a->c, b->c);
+    drain_events(b);
+    const lep_event_t *e;
+    lep_bytes_t o = lep_conn_output(b->c);
+    lep_buf_append(rec, o.ptr, o.len);
+    size_t used;
+    lep_conn_feed(a->c, o.ptr, o.len, &used);
+    lep_conn_consumed(b->c, o.len);
+    while ((e = lep_conn_next_event(a->c)))
+        ;
+}
+
+static void
+test_damaged_server_stream(void **state)
+{
+    (void)state;
+    /* record: a real exchange, all of b's output captured */
+    peer_t a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    lep_conn_opts_t oa, ob;
+    lep_conn_opts_init(&oa);
+    lep_conn_opts_init(&ob);
+    ob.server = true;
+    oa.max_frame_size = ob.max_frame_size = 512;
+    assert_int_equal(lep_conn_new(&a.c, &oa), 0);
+    assert_int_equal(lep_conn_new(&b.c, &ob), 0);
+    b.autorespond = true;
+    lep_buf_t rec;
+    lep_buf_init(&rec);
+    lep_link_t *snd = NULL, *rcv = NULL;
+    client_actions(a.c, &snd, &rcv);
+    for (int i = 0; i < 10; i++)
+        record_step(&a, &b, &rec);
+    assert_non_null(b.link);
+    lep_link_t *bsnd = NULL;
+    for (int i = 0; i < b.nev; i++)
+        if (b.ev[i].type == LEP_EVENT_LINK_REMOTE_ATTACH && !lep_link_is_receiver(b.ev[i].link))
+            bsnd = b.ev[i].link;
+    assert_non_null(bsnd);
+    for (int i = 0; i < b.nev; i++)
+        if (b.ev[i].type == LEP_EVENT_LINK_REMOTE_ATTACH && lep_link_is_receiver(b.ev[i].link))
+            lep_link_flow(b.ev[i].link, 5);
+    record_step(&a, &b, &rec);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(lep_link_send(snd, lep_bytes_str(""), "abc", 3, false, NULL), 0);
+    static uint8_t big[1500];
+    lep_link_send(bsnd, lep_bytes_str("b1"), big, sizeof big, false, NULL);
+    for (int i = 0; i < 10; i++) {
+        record_step(&a, &b, &rec);
+        for (int j = 0; j < b.nev; j++)
+            if (b.ev[j].type == LEP_EVENT_DELIVERY && lep_link_is_receiver(b.ev[j].link) &&
+                !lep_delivery_remote_settled(b.ev[j].delivery)) {
+                lep_delivery_accept(b.ev[j].delivery);
+                lep_delivery_settle(b.ev[j].delivery);
+            }
+        b.nev = 0;
+    }
+    lep_link_detach(bsnd, true, NULL);
+    lep_session_end(b.ssn, NULL);
+    lep_conn_close(b.c, NULL);
+    record_step(&a, &b, &rec);
+    lep_conn_free(a.c);
+    lep_conn_free(b.c);
+    assert_true(rec.len > 500);
+
+    uint32_t seed = 12345;
+    uint8_t *m = malloc(rec.len);
+    for (int it = 0; it < 3000; it++) {
+        memcpy(m, rec.data, rec.len);
+        int flips = it == 0 ? 0 : 1 + (int)(rnd(&seed) % 4);
+        for (int k = 0; k < flips; k++) {
+            size_t at = 8 + rnd(&seed) % (rec.len - 8);
+            m[at] = (uint8_t)rnd(&seed);
+        }
+        lep_conn_t *c;
+        lep_conn_opts_t oc;
+        lep_conn_opts_init(&oc);
+        oc.max_frame_size = 512;
+        assert_int_equal(lep_conn_new(&c, &oc), 0);
+        snd = rcv = NULL;
+        client_actions(c, &snd, &rcv);
+        size_t off = 0;
+        while (off < rec.len) {
+            size_t n = 1 + rnd(&seed) % 200;
+            if (n > rec.len - off)
+                n = rec.len - off;
+            size_t used;
+            if (lep_conn_feed(c, m + off, n, &used) != 0)
+                break;
+            off += n;
+            client_events(c, snd);
+            lep_bytes_t out = lep_conn_output(c);
+            lep_conn_consumed(c, out.len);
+        }
+        if (it == 0) {
+            /* the undamaged stream plays the whole exchange */
+            assert_int_equal(lep_conn_remote_state(c), LEP_STATE_CLOSED);
+            assert_false(lep_condition_set(lep_conn_local_condition(c)));
+            assert_int_equal(lep_link_unsettled(snd), 0);
+            assert_int_equal(lep_link_credit(snd), 2);
+        }
+        lep_conn_input_closed(c);
+        client_events(c, snd);
+        lep_bytes_t out = lep_conn_output(c);
+        lep_conn_consumed(c, out.len);
+        lep_conn_output_closed(c);
+        client_events(c, snd);
+        assert_true(lep_conn_finished(c));
+        lep_conn_free(c);
+    }
+    free(m);
+    lep_buf_fini(&rec);
+}
+
 int
 main(void)
 {
@@ -968,6 +1161,7 @@ main(void)
         cmocka_unit_test(test_window_violation),
         cmocka_unit_test(test_message_size_exceeded),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_damaged_server_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
