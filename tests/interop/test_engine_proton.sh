@@ -3,8 +3,10 @@
 # against Debian's python3-qpid-proton, in both roles:
 #   1. lepton client sends to a Proton listener (anonymous, no SASL)
 #   2. Proton client sends to a lepton server (no SASL)
-#   3. Proton client sends to a lepton server with SASL PLAIN
-#   4. a wrong SASL password is refused with amqp:unauthorized-access
+#   3. Proton client sends to a lepton server with SASL PLAIN, and a wrong
+#      password is refused with amqp:unauthorized-access
+#   4. heartbeats: lepton asks Proton for a 500 ms idle timeout and the
+#      connection stays up while messages flow
 # Servers listen on 127.0.0.1 only, on a free port; only the PIDs started
 # here are stopped; every wait is bounded.
 set -u
@@ -117,6 +119,46 @@ if [ -f "$SRC/include/lepton/sasl.h" ]; then
         ko "$t (lepton server did not start)"
     fi
     rm -f "$work"/*.log
+fi
+
+# 4. heartbeats: a lepton server asking for 500 ms; a slow Proton sender
+t="lepton server with a 500 ms idle timeout stays up with Proton"
+"$PEER" server 0 5 --timeout 15000 --idle 500 >"$work/peer5.log" 2>&1 &
+lpid=$!; pids="$pids $lpid"
+if wait_for "$work/peer5.log" "listening on" 10; then
+    port=$(sed -n 's/^listening on //p' "$work/peer5.log")
+    "$PY" - "$port" >"$work/send5.log" 2>&1 <<'EOF'
+import sys, time
+from proton import Message
+from proton.handlers import MessagingHandler
+from proton.reactor import Container
+class S(MessagingHandler):
+    def __init__(self, port):
+        super().__init__()
+        self.port, self.sent, self.acc = port, 0, 0
+    def on_start(self, e):
+        self.conn = e.container.connect("127.0.0.1:%d" % self.port, sasl_enabled=False)
+        self.snd = e.container.create_sender(self.conn, "slow")
+        e.container.schedule(0.3, self)
+    def on_timer_task(self, e):
+        if self.snd.credit and self.sent < 5:
+            self.snd.send(Message(body="message-%d" % self.sent)); self.sent += 1
+        if self.sent < 5:
+            e.container.schedule(0.4, self)
+    def on_accepted(self, e):
+        self.acc += 1
+        if self.acc == 5:
+            e.connection.close()
+h = S(int(sys.argv[1]))
+Container(h).run()
+print("accepted %d" % h.acc)
+sys.exit(0 if h.acc == 5 else 1)
+EOF
+    yrc=$?
+    wait_pid "$lpid" 15; lrc=$?
+    if [ $yrc -eq 0 ] && [ $lrc -eq 0 ] && grep -q "received 5 of 5" "$work/peer5.log"; then ok "$t"; else ko "$t"; fi
+else
+    ko "$t (lepton server did not start)"
 fi
 
 echo "$passed passed, $failed failed"

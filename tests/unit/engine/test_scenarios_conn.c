@@ -327,6 +327,37 @@ test_idle_timeout_dead_peer(void **state)
     pair_fini(&p);
 }
 
+/* Input stamps the idle clock when it arrives, not at the tick before:
+ * a peer whose frame came after a long poll is alive. */
+static void
+test_idle_input_between_ticks(void **state)
+{
+    (void)state;
+    pair_t p;
+    lep_conn_opts_t ob;
+    lep_conn_opts_init(&ob);
+    ob.idle_timeout_ms = 1000;
+    assert_int_equal(pair_init(&p, NULL, &ob), 0);
+    pair_tick(&p, 0);
+    pair_open(&p);
+    lep_conn_tick(p.b.c, 0);
+    /* b sleeps in poll for 900 ms; then a's heartbeat arrives */
+    lep_conn_tick(p.a.c, 900);
+    pair_pump(&p);
+    assert_true(pair_count_frames(&p.a, 0) >= 1);
+    /* the next tick is 300 ms later: 1200 ms after b's last tick, but
+     * only 300 ms after it heard from a */
+    lep_conn_tick(p.b.c, 1200);
+    pair_pump(&p);
+    assert_int_equal(pair_count(&p.b, LEP_EVENT_TRANSPORT_ERROR), 0);
+    assert_int_equal(lep_conn_local_state(p.b.c), LEP_STATE_ACTIVE);
+    /* and b still fails a peer that really is silent */
+    lep_conn_tick(p.b.c, 2300);
+    pair_pump(&p);
+    assert_int_equal(pair_count(&p.b, LEP_EVENT_TRANSPORT_ERROR), 1);
+    pair_fini(&p);
+}
+
 static void
 test_tick_no_timeout(void **state)
 {
@@ -356,6 +387,7 @@ main(void)
         cmocka_unit_test(test_close_before_open_answered),
         cmocka_unit_test(test_heartbeats_keep_alive),
         cmocka_unit_test(test_idle_timeout_dead_peer),
+        cmocka_unit_test(test_idle_input_between_ticks),
         cmocka_unit_test(test_tick_no_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
