@@ -322,7 +322,9 @@ LEP_EXPORT int lep_link_send(lep_link_t *l, lep_bytes_t tag, const void *msg, si
  * more=false.  Frames go out as window and frame size allow. */
 LEP_EXPORT int lep_link_delivery_new(lep_link_t *l, lep_bytes_t tag, lep_delivery_t **out);
 LEP_EXPORT int lep_delivery_write(lep_delivery_t *d, const void *p, size_t len, bool more);
-/* Either side: abort a partly transferred delivery (sender only). */
+/* Either side: abort a partly transferred delivery (sender only).  An
+ * aborted delivery counts as settled (spec 2.7.5) on both sides; each
+ * application still calls lep_delivery_settle to release it. */
 LEP_EXPORT int lep_delivery_abort(lep_delivery_t *d);
 
 /* Receiver: the bytes received so far (all of the message when not

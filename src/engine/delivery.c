@@ -76,6 +76,18 @@ unsettled_append(lep_delivery_t *d)
     d->flags |= LEPI_D_UNSETTLED;
 }
 
+/* The delivery stops counting as unsettled: settled by the application,
+ * aborted (implicitly settled, 2.7.5), or released. */
+static void
+uncount(lep_delivery_t *d)
+{
+    if (d->flags & LEPI_D_UNCOUNTED)
+        return;
+    d->flags |= LEPI_D_UNCOUNTED;
+    if (d->link->unsettled)
+        d->link->unsettled--;
+}
+
 void
 lepi_delivery_release(lep_conn_t *c, lep_delivery_t *d)
 {
@@ -89,8 +101,7 @@ lepi_delivery_release(lep_conn_t *c, lep_delivery_t *d)
         d->lnext->lprev = d->lprev;
     if (l->current == d)
         l->current = NULL;
-    if (!(d->flags & LEPI_D_SETTLED) && l->unsettled)
-        l->unsettled--;
+    uncount(d);
     if (d->flags & LEPI_D_EVENT_QUEUED)
         lepi_event_purge(c, d);
     if (c->pool_count < POOL_MAX && d->data.cap <= POOL_BUF_MAX &&
@@ -558,7 +569,7 @@ lep_link_send(lep_link_t *l, lep_bytes_t tag, const void *msg, size_t len, bool 
         d->flags |= LEPI_D_PRESETTLED;
     if (d->flags & LEPI_D_PRESETTLED) {
         d->flags |= LEPI_D_SETTLED;
-        l->unsettled--;
+        uncount(d);
     }
     size_t done = l->sq_head ? 0 : emit(d, msg, len);
     if (!(d->flags & LEPI_D_SENT_ALL)) {
@@ -625,6 +636,7 @@ lep_delivery_abort(lep_delivery_t *d)
     if (l->receiver || (d->flags & (LEPI_D_SENT_ALL | LEPI_D_ABORTED | LEPI_D_ABORT_PENDING)))
         return LEP_ERR_STATE;
     d->data.len = d->off = 0;
+    uncount(d); /* an aborted delivery is settled (2.7.5) */
     if (!(d->flags & LEPI_D_STARTED)) {
         /* Never on the wire: the credit goes back. */
         l->delivery_count--;
@@ -734,7 +746,8 @@ lepi_on_transfer(lep_session_t *s, const lep_transfer_t *t, lep_bytes_t payload)
     }
     uint8_t chg = 0;
     if (t->aborted) {
-        d->flags |= LEPI_D_ABORTED;
+        uncount(d);
+        d->flags |= LEPI_D_ABORTED | LEPI_D_REMOTE_SETTLED;
         d->flags &= ~(uint32_t)LEPI_D_PARTIAL;
         d->data.len = d->off = 0;
         l->current = NULL;
@@ -1025,8 +1038,7 @@ lep_delivery_settle(lep_delivery_t *d)
         return LEP_ERR_STATE;
     lep_link_t *l = d->link;
     d->flags |= LEPI_D_SETTLED;
-    if (l->unsettled)
-        l->unsettled--;
+    uncount(d);
     bool need_frame = !(d->flags & (LEPI_D_REMOTE_SETTLED | LEPI_D_PRESETTLED | LEPI_D_ABORTED));
     unsettled_remove(d);
     if (!l->receiver && !(d->flags & LEPI_D_STARTED)) {

@@ -61,6 +61,7 @@ enum {
     LEPI_D_UNSETTLED = 1u << 10,   /* on the session's unsettled list */
     LEPI_D_WRITE_DONE = 1u << 11,  /* sender: application wrote the last piece */
     LEPI_D_ABORT_PENDING = 1u << 12,
+    LEPI_D_UNCOUNTED = 1u << 13,   /* no longer in lep_link_unsettled */
 };
 /* Change bits, reported per event. */
 enum {

@@ -590,7 +590,9 @@ lep_link_drained(lep_link_t *l)
     return 0;
 }
 
-bool lep_link_draining(const lep_link_t *l) { return l->drain; }
+/* As Proton: a sender stops draining once its credit is used or given
+ * up; a receiver once the sender's flow shows the credit gone. */
+bool lep_link_draining(const lep_link_t *l) { return l->drain && (l->receiver || l->credit > 0); }
 uint32_t lep_link_credit(const lep_link_t *l) { return l->credit; }
 uint32_t lep_link_unsettled(const lep_link_t *l) { return l->unsettled; }
 uint32_t lep_link_queued(const lep_link_t *l) { return l->queued; }
