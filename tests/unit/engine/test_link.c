@@ -949,6 +949,78 @@ test_alloc_failures(void **state)
     assert_true(n < 100000);
 }
 
+/* The hot path allocates nothing: once buffers and the delivery pool are
+ * warm, at-least-once messaging with batched dispositions runs without a
+ * single call to the allocator. */
+static long hot_allocs;
+static void *
+h_malloc(size_t n, void *ctx)
+{
+    (void)ctx;
+    hot_allocs++;
+    return malloc(n);
+}
+static void *
+h_realloc(void *p, size_t n, void *ctx)
+{
+    (void)ctx;
+    hot_allocs++;
+    return realloc(p, n);
+}
+static void
+h_free(void *p, void *ctx)
+{
+    (void)ctx;
+    free(p);
+}
+
+static void
+hot_round(peer_t *a, peer_t *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        assert_int_equal(lep_link_send(a->link, lep_bytes_str(""), "0123456789", 10, false, NULL), 0);
+    for (int r = 0; r < 10; r++) {
+        move(a->c, b->c);
+        const lep_event_t *e;
+        while ((e = lep_conn_next_event(b->c)))
+            if (e->type == LEP_EVENT_DELIVERY) {
+                lep_delivery_accept(e->delivery);
+                lep_delivery_settle(e->delivery);
+            }
+        lep_link_flow(b->link, (uint32_t)n - lep_link_credit(b->link));
+        move(b->c, a->c);
+        while ((e = lep_conn_next_event(a->c)))
+            if (e->type == LEP_EVENT_DELIVERY && lep_delivery_remote_settled(e->delivery))
+                lep_delivery_settle(e->delivery);
+    }
+    assert_int_equal(lep_link_unsettled(a->link), 0);
+    assert_int_equal(lep_link_credit(a->link), (uint32_t)n);
+}
+
+static void
+test_no_allocation_per_message(void **state)
+{
+    (void)state;
+    lep_allocator_t al = {h_malloc, h_realloc, h_free, NULL};
+    lep_set_allocator(&al);
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_UNSETTLED, LEP_RCV_SETTLE_FIRST);
+    lep_conn_set_trace(a.c, NULL, NULL);
+    lep_conn_set_trace(b.c, NULL, NULL);
+    lep_link_flow(b.link, 200);
+    pump(&a, &b);
+    a.nev = b.nev = 0;
+    for (int i = 0; i < 5; i++)
+        hot_round(&a, &b, 200); /* warm up */
+    hot_allocs = 0;
+    for (int i = 0; i < 20; i++)
+        hot_round(&a, &b, 200);
+    long n = hot_allocs;
+    lep_set_allocator(NULL);
+    assert_int_equal(n, 0);
+    teardown_pair(&a, &b);
+}
+
 /* ------------------------------------------------------------------ */
 /* Client side under damaged input: record what a server says in a full
  * exchange, then replay it to fresh clients with a few bytes changed and
@@ -1162,6 +1234,7 @@ main(void)
         cmocka_unit_test(test_message_size_exceeded),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_damaged_server_stream),
+        cmocka_unit_test(test_no_allocation_per_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
