@@ -315,7 +315,9 @@ LEP_EXPORT uint32_t lep_link_queued(const lep_link_t *l);     /* sender: deliver
  * empty: the engine makes one).  settled: send pre-settled (at-most-once).
  * The bytes are copied; out (may be NULL) gets the delivery, which for a
  * pre-settled send is already released (do not use it: out is set NULL).
- * Needs credit (LEP_ERR_STATE without; check lep_link_credit). */
+ * Needs credit (LEP_ERR_STATE without; check lep_link_credit).
+ * LEP_ERR_LIMIT for a message larger than the peer's max-message-size
+ * (also from lep_delivery_write, counting every piece). */
 LEP_EXPORT int lep_link_send(lep_link_t *l, lep_bytes_t tag, const void *msg, size_t len,
                              bool settled, lep_delivery_t **out);
 /* Sender, streaming: open a delivery, write pieces, the last with

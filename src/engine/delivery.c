@@ -561,6 +561,8 @@ lep_link_send(lep_link_t *l, lep_bytes_t tag, const void *msg, size_t len, bool 
         return rc;
     if (len && !msg)
         return LEP_ERR_INVALID;
+    if (l->remote_max_message_size && len > l->remote_max_message_size)
+        return LEP_ERR_LIMIT; /* the peer would detach with message-size-exceeded */
     lep_delivery_t *d = out_new(l, tag);
     if (!d)
         return LEP_ERR_NOMEM;
@@ -621,8 +623,11 @@ lep_delivery_write(lep_delivery_t *d, const void *p, size_t len, bool more)
         return LEP_ERR_STATE;
     if (len && !p)
         return LEP_ERR_INVALID;
+    if (l->remote_max_message_size && d->total + len > l->remote_max_message_size)
+        return LEP_ERR_LIMIT;
     if (lep_buf_append(&d->data, p, len) != 0)
         return LEP_ERR_NOMEM;
+    d->total += len;
     if (!more)
         d->flags |= LEPI_D_WRITE_DONE;
     lepi_link_pump(l);

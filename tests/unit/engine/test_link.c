@@ -11,6 +11,8 @@
 
 #include <lepton/engine.h>
 
+#include "engine/engine_internal.h" /* to make a peer forget a limit */
+
 #define MAXEV 4096
 
 typedef struct peer {
@@ -765,6 +767,22 @@ test_message_size_exceeded(void **state)
     lep_link_flow(b.link, 2);
     pump(&a, &b);
     static uint8_t big[5000];
+    /* a knows b's limit and refuses itself... */
+    assert_int_equal(lep_link_send(a.link, lep_bytes_str(""), big, sizeof big, false, NULL),
+                     LEP_ERR_LIMIT);
+    lep_delivery_t *sd;
+    assert_int_equal(lep_link_delivery_new(a.link, lep_bytes_str("s"), &sd), 0);
+    assert_int_equal(lep_delivery_write(sd, big, 800, true), 0);
+    assert_int_equal(lep_delivery_write(sd, big, 800, true), LEP_ERR_LIMIT);
+    assert_int_equal(lep_delivery_abort(sd), 0);
+    assert_int_equal(lep_delivery_settle(sd), 0);
+    pump(&a, &b);
+    for (int i = 0; i < b.nev; i++)
+        if (b.ev[i].type == LEP_EVENT_DELIVERY && lep_delivery_aborted(b.ev[i].delivery))
+            lep_delivery_settle(b.ev[i].delivery);
+    b.nev = 0;
+    /* ...and b enforces it on a peer that does not know it */
+    a.link->remote_max_message_size = 0;
     assert_int_equal(lep_link_send(a.link, lep_bytes_str(""), big, sizeof big, false, NULL), 0);
     pump(&a, &b);
     assert_int_equal(count(&a, LEP_EVENT_LINK_REMOTE_DETACH), 1);
