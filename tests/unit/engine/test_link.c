@@ -796,6 +796,95 @@ test_message_size_exceeded(void **state)
     teardown_pair(&a, &b);
 }
 
+static void
+limits_pair(peer_t *a, peer_t *b, uint32_t sessions, uint32_t links, uint32_t unsettled)
+{
+    memset(a, 0, sizeof *a);
+    memset(b, 0, sizeof *b);
+    lep_conn_opts_t oa, ob;
+    lep_conn_opts_init(&oa);
+    lep_conn_opts_init(&ob);
+    ob.server = true;
+    ob.max_sessions = sessions;
+    ob.max_links = links;
+    ob.max_unsettled = unsettled;
+    assert_int_equal(lep_conn_new(&a->c, &oa), 0);
+    assert_int_equal(lep_conn_new(&b->c, &ob), 0);
+    b->autorespond = true;
+    lep_conn_open(a->c);
+    assert_int_equal(lep_session_new(a->c, &a->ssn), 0);
+    assert_int_equal(lep_session_begin(a->ssn), 0);
+    pump(a, b);
+}
+
+static void
+test_limit_sessions(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    limits_pair(&a, &b, 2, 0, 0);
+    lep_session_t *s2, *s3;
+    lep_session_new(a.c, &s2);
+    lep_session_begin(s2);
+    pump(&a, &b);
+    assert_int_equal(lep_session_remote_state(s2), LEP_STATE_ACTIVE);
+    lep_session_new(a.c, &s3);
+    lep_session_begin(s3);
+    pump(&a, &b);
+    assert_int_equal(lep_conn_remote_state(a.c), LEP_STATE_CLOSED);
+    assert_true(lep_bytes_eq_str(lep_conn_remote_condition(a.c)->name,
+                                 LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED));
+    teardown_pair(&a, &b);
+}
+
+static void
+test_limit_links(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    limits_pair(&a, &b, 0, 2, 0);
+    lep_link_t *l[3];
+    for (int i = 0; i < 3; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "l%d", i);
+        lep_link_opts_t lo;
+        lep_link_opts_init(&lo);
+        lo.name = name;
+        assert_int_equal(lep_link_new(a.ssn, &lo, &l[i]), 0);
+    }
+    /* b's begin said handle-max 1: a keeps to it */
+    assert_int_equal(lep_link_attach(l[0]), 0);
+    assert_int_equal(lep_link_attach(l[1]), 0);
+    assert_int_equal(lep_link_attach(l[2]), LEP_ERR_LIMIT);
+    pump(&a, &b);
+    assert_int_equal(lep_link_remote_state(l[1]), LEP_STATE_ACTIVE);
+    teardown_pair(&a, &b);
+}
+
+static void
+test_limit_unsettled(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    limits_pair(&a, &b, 0, 0, 4);
+    lep_link_opts_t lo;
+    lep_link_opts_init(&lo);
+    lo.name = "u";
+    assert_int_equal(lep_link_new(a.ssn, &lo, &a.link), 0);
+    assert_int_equal(lep_link_attach(a.link), 0);
+    pump(&a, &b);
+    lep_link_flow(b.link, 10);
+    pump(&a, &b);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(lep_link_send(a.link, lep_bytes_str(""), "m", 1, false, NULL), 0);
+    pump(&a, &b); /* b never settles */
+    assert_int_equal(count(&b, LEP_EVENT_DELIVERY), 4);
+    assert_int_equal(lep_link_remote_state(a.link), LEP_STATE_CLOSED);
+    assert_true(lep_bytes_eq_str(lep_link_remote_condition(a.link)->name,
+                                 LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED));
+    teardown_pair(&a, &b);
+}
+
 /* ------------------------------------------------------------------ */
 /* Allocation failures: fail the n-th allocation, for every n, through a
  * whole open/attach/send/settle/close exchange.  Nothing may crash or
@@ -1250,6 +1339,9 @@ main(void)
         cmocka_unit_test(test_transfer_unknown_handle),
         cmocka_unit_test(test_window_violation),
         cmocka_unit_test(test_message_size_exceeded),
+        cmocka_unit_test(test_limit_sessions),
+        cmocka_unit_test(test_limit_links),
+        cmocka_unit_test(test_limit_unsettled),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_damaged_server_stream),
         cmocka_unit_test(test_no_allocation_per_message),
