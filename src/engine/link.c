@@ -433,10 +433,8 @@ lepi_on_attach(lep_session_t *s, const lep_attach_t *a0, lep_bytes_t body)
         }
     bool fresh = l == NULL;
     if (fresh) {
-        if (s->nlinks >= c->max_links) {
-            lepi_session_fail(s, LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED, "too many links");
-            return;
-        }
+        /* No count check: handle-max (max_links - 1, checked above)
+         * already bounds the links the peer can have attached. */
         l = link_alloc(s, (const char *)a0->name.ptr, a0->name.len, receiver);
         if (!l) {
             lepi_conn_fail(c, LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED, "out of memory");
