@@ -186,6 +186,12 @@ teardown_pair(peer_t *a, peer_t *b)
     lep_conn_free(b->c);
 }
 
+static bool
+saw_error(const peer_t *p)
+{
+    return count(p, LEP_EVENT_TRANSPORT_ERROR) > 0;
+}
+
 static lep_delivery_t *
 last_delivery(peer_t *p)
 {
@@ -796,6 +802,43 @@ test_message_size_exceeded(void **state)
     teardown_pair(&a, &b);
 }
 
+/* RabbitMQ's quirks, played by hand-made frames from b's side. */
+static void
+test_rabbitmq_quirks(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    setup(&a, &b, 0, false, LEP_SND_SETTLE_MIXED, LEP_RCV_SETTLE_FIRST);
+    /* its first flow to a sender has no delivery-count */
+    lep_performative_t p;
+    p.code = LEP_DESC_FLOW;
+    lep_flow_init(&p.u.flow);
+    p.u.flow.present = LEP_FLOW_HAS_INCOMING_WINDOW | LEP_FLOW_HAS_NEXT_OUTGOING_ID |
+                       LEP_FLOW_HAS_OUTGOING_WINDOW | LEP_FLOW_HAS_HANDLE |
+                       LEP_FLOW_HAS_LINK_CREDIT;
+    p.u.flow.incoming_window = 100;
+    p.u.flow.outgoing_window = 100;
+    p.u.flow.handle = 0;
+    p.u.flow.link_credit = 7;
+    inject(&a, 0, &p, (lep_bytes_t){NULL, 0});
+    drain_events(&a);
+    assert_int_equal(lep_link_credit(a.link), 7);
+    /* its answer to a closing detach lacks closed=true */
+    assert_int_equal(lep_link_detach(a.link, true, NULL), 0);
+    move(a.c, b.c); /* b's engine sees the detach; its answer is ours to fake */
+    p.code = LEP_DESC_DETACH;
+    lep_detach_init(&p.u.detach);
+    p.u.detach.present = LEP_DETACH_HAS_HANDLE;
+    p.u.detach.handle = 0;
+    inject(&a, 0, &p, (lep_bytes_t){NULL, 0});
+    drain_events(&a);
+    assert_int_equal(lep_link_remote_state(a.link), LEP_STATE_CLOSED);
+    assert_true(lep_link_remote_closed(a.link));
+    assert_false(saw_error(&a));
+    lep_conn_free(a.c);
+    lep_conn_free(b.c);
+}
+
 static void
 limits_pair(peer_t *a, peer_t *b, uint32_t sessions, uint32_t links, uint32_t unsettled)
 {
@@ -1339,6 +1382,7 @@ main(void)
         cmocka_unit_test(test_transfer_unknown_handle),
         cmocka_unit_test(test_window_violation),
         cmocka_unit_test(test_message_size_exceeded),
+        cmocka_unit_test(test_rabbitmq_quirks),
         cmocka_unit_test(test_limit_sessions),
         cmocka_unit_test(test_limit_links),
         cmocka_unit_test(test_limit_unsettled),
