@@ -7,6 +7,7 @@
  *   bits 2-4  how the rest is cut into feeds: 0 all at once, else pieces
  *          of 1, 2, 3, 7, 16, 61 or 509 bytes
  *   bit 5  small limits (512-byte frames, 2 sessions, 2 links, 4 unsettled)
+ *   bit 6  no offered capabilities (else ANONYMOUS-RELAY, as a broker)
  * The rest is what the client sent.  The engine is driven like a
  * permissive server: it answers opens, begins and attaches, grants credit,
  * accepts and settles deliveries, sends a few messages where it is the
@@ -175,11 +176,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.server = true;
     o.container_id = "fuzz-server";
     o.idle_timeout_ms = 5000;
-    /* as a broker would; also keeps lep_conn_new off its empty-buffer path
-     * (NULL + 0 in conn.c, reported to the engine's owner) */
+    /* as a broker would, or with nothing at all */
     static const uint8_t caps[] = {0xa3, 0x0f, 'A', 'N', 'O', 'N', 'Y', 'M', 'O', 'U',
                                    'S', '-', 'R', 'E', 'L', 'A', 'Y'};
-    o.offered_capabilities = LEP_BYTES(caps, sizeof caps);
+    if (!(mode & 0x40))
+        o.offered_capabilities = LEP_BYTES(caps, sizeof caps);
     if (mode & 0x20) {
         o.max_frame_size = 512;
         o.max_sessions = 2;
