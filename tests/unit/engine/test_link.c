@@ -255,6 +255,100 @@ test_attach_termini(void **state)
     teardown_pair(&a, &b);
 }
 
+/* Every source field through attach, and a dynamic source answered with
+ * an address the receiving side makes up. */
+static void
+test_full_termini_dynamic(void **state)
+{
+    (void)state;
+    peer_t a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    lep_conn_opts_t oa, ob;
+    lep_conn_opts_init(&oa);
+    lep_conn_opts_init(&ob);
+    ob.server = true;
+    assert_int_equal(lep_conn_new(&a.c, &oa), 0);
+    assert_int_equal(lep_conn_new(&b.c, &ob), 0);
+    lep_conn_open(a.c);
+    lep_session_new(a.c, &a.ssn);
+    lep_session_begin(a.ssn);
+    lep_source_t src;
+    lep_source_init(&src);
+    static const uint8_t dnp[] = {0xc1, 0x07, 0x02, 0xa3, 0x01, 'x', 0xa1, 0x01, 'y'};
+    static const uint8_t filter[] = {0xc1, 0x0c, 0x02, 0xa3, 0x01, 'f', 0x00, 0x53, 0x46,
+                                     0xa1, 0x03, 'a', '=', '1'};
+    static const uint8_t released[] = {0x00, 0x53, 0x26, 0x45};
+    static const uint8_t outcomes[] = {0xe0, 0x1e, 0x02, 0xa3, 0x0d, 'a', 'm', 'q', 'p', ':',
+                                       'a', 'c', 'c', 'e', 'p', 't', 'e', 'd',
+                                       0x0d, 'a', 'm', 'q', 'p', ':', 'r', 'e', 'l', 'e', 'a',
+                                       's', 'e', 'd'};
+    static const uint8_t caps[] = {0xa3, 0x05, 'q', 'u', 'e', 'u', 'e'};
+    src.present = LEP_SOURCE_ALL & ~LEP_SOURCE_HAS_ADDRESS;
+    src.durable = LEP_TERMINUS_DURABILITY_CONFIGURATION;
+    src.expiry_policy = lep_bytes_str(LEP_TERMINUS_EXPIRY_POLICY_NEVER);
+    src.timeout = 60;
+    src.dynamic = true;
+    src.dynamic_node_properties = LEP_BYTES(dnp, sizeof dnp);
+    src.distribution_mode = lep_bytes_str(LEP_STD_DIST_MODE_COPY);
+    src.filter = LEP_BYTES(filter, sizeof filter);
+    src.default_outcome = LEP_BYTES(released, sizeof released);
+    src.outcomes = LEP_BYTES(outcomes, sizeof outcomes);
+    src.capabilities = LEP_BYTES(caps, sizeof caps);
+    lep_link_opts_t lo;
+    lep_link_opts_init(&lo);
+    lo.name = "dyn";
+    lo.receiver = true;
+    lo.source = &src;
+    assert_int_equal(lep_link_new(a.ssn, &lo, &a.link), 0);
+    lep_link_attach(a.link);
+    for (int i = 0; i < 20; i++) {
+        move(a.c, b.c);
+        const lep_event_t *e;
+        while ((e = lep_conn_next_event(b.c))) {
+            if (e->type == LEP_EVENT_CONN_REMOTE_OPEN)
+                lep_conn_open(b.c);
+            else if (e->type == LEP_EVENT_SESSION_REMOTE_BEGIN)
+                lep_session_begin(e->session);
+            else if (e->type == LEP_EVENT_LINK_REMOTE_ATTACH) {
+                b.link = e->link;
+                const lep_source_t *rs = lep_link_remote_source(e->link);
+                assert_non_null(rs);
+                assert_true(rs->dynamic);
+                assert_int_equal(rs->durable, LEP_TERMINUS_DURABILITY_CONFIGURATION);
+                assert_true(lep_bytes_eq_str(rs->expiry_policy, "never"));
+                assert_int_equal(rs->timeout, 60);
+                assert_true(lep_bytes_eq_str(rs->distribution_mode, "copy"));
+                assert_int_equal(rs->dynamic_node_properties.len, sizeof dnp);
+                assert_int_equal(rs->filter.len, sizeof filter);
+                assert_memory_equal(rs->filter.ptr, filter, sizeof filter);
+                assert_int_equal(rs->default_outcome.len, sizeof released);
+                assert_int_equal(rs->capabilities.len, sizeof caps);
+                assert_int_equal(rs->outcomes.len, sizeof outcomes);
+                /* answer with a made-up address */
+                lep_source_t mine = *rs;
+                static const uint8_t addr[] = {0xa1, 0x04, 't', 'm', 'p', '1'};
+                mine.present |= LEP_SOURCE_HAS_ADDRESS;
+                mine.address = LEP_BYTES(addr, sizeof addr);
+                assert_int_equal(lep_link_set_source(e->link, &mine), 0);
+                assert_int_equal(lep_link_attach(e->link), 0);
+                assert_int_equal(lep_link_set_source(e->link, &mine), LEP_ERR_STATE);
+            }
+        }
+        move(b.c, a.c);
+        drain_events(&a);
+    }
+    assert_non_null(b.link);
+    const lep_source_t *got = lep_link_remote_source(a.link);
+    assert_non_null(got);
+    assert_int_equal(got->address.len, 6);
+    assert_memory_equal(got->address.ptr + 2, "tmp1", 4);
+    assert_true(got->dynamic);
+    assert_null(lep_link_remote_target(a.link));
+    lep_conn_free(a.c);
+    lep_conn_free(b.c);
+}
+
 static void
 test_at_least_once(void **state)
 {
@@ -1369,6 +1463,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_attach_termini),
+        cmocka_unit_test(test_full_termini_dynamic),
         cmocka_unit_test(test_at_least_once),
         cmocka_unit_test(test_at_most_once),
         cmocka_unit_test(test_exactly_once),
