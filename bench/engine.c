@@ -42,6 +42,8 @@
 #define WINDOW 1000
 
 static uint8_t payload[MSG_LEN];
+/* bytes that crossed the wire in the last throughput run, both ways */
+static uint64_t l_wire, p_wire;
 
 static double
 now_s(void)
@@ -139,6 +141,7 @@ l_move(lep_conn_t *from, lep_conn_t *to)
             break;
         lep_conn_consumed(from, used);
         moved += used;
+        l_wire += used;
     }
     return moved;
 }
@@ -276,6 +279,7 @@ l_throughput(uint64_t n)
         lep_conn_free(r.b.c);
         return -1;
     }
+    l_wire = 0;
     double t0 = now_s();
     l_send_all(&r);
     uint64_t stuck = 0;
@@ -358,6 +362,7 @@ p_move(pn_connection_driver_t *from, pn_connection_driver_t *to)
         pn_connection_driver_read_done(to, n);
         pn_connection_driver_write_done(from, n);
         moved += n;
+        p_wire += n;
     }
     return moved;
 }
@@ -493,6 +498,7 @@ p_throughput(uint64_t n)
         return -1;
     p_pump(&r, 1000);
     r.target = n;
+    p_wire = 0;
     double t0 = now_s();
     p_send_all(&r);
     uint64_t stuck = 0;
@@ -595,6 +601,9 @@ main(int argc, char **argv)
            (l_best > 0 && p_best > 0) ? l_best / p_best : 0.0);
     printf("%-34s %14.0f %14.0f %8.2f\n", "memory/conn, heap (bytes)", l_heap, p_heap,
            (p_heap > 0) ? l_heap / p_heap : 0.0);
+    printf("%-34s %14.1f %14.1f %8.2f\n", "wire bytes per message (both ways)",
+           (double)l_wire / (double)messages, (double)p_wire / (double)messages,
+           p_wire ? (double)l_wire / (double)p_wire : 0.0);
     printf("%-34s %14.0f %14s\n", "memory/conn, lepton hook requested", l_req, "-");
     printf("%-34s %14.0f %14s\n", "memory/conn, lepton hook usable", l_usable, "-");
     if (l_mem_rc != 0)
