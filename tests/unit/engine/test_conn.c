@@ -1,5 +1,6 @@
 /* Engine: connection open/close, negotiation, layers, header errors,
- * idle timeouts, framing errors.  Two engines wired in memory. */
+ * idle timeouts, framing errors, and random use of the whole API.  Two
+ * engines wired in memory. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -588,6 +589,330 @@ test_trace(void **state)
     lep_conn_free(b.c);
 }
 
+static uint32_t
+rnd(uint32_t *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return *seed >> 8;
+}
+
+/* ------------------------------------------------------------------ */
+/* Random API use on both sides, with random cuts of the byte streams:
+ * no crash, no leak, both engines finish. */
+
+#define CH_MAX 64
+
+typedef struct chaos_del {
+    lep_delivery_t *d;
+    lep_link_t *l;
+    bool streaming; /* ours, still being written */
+} chaos_del_t;
+
+typedef struct chaos {
+    lep_conn_t *c;
+    lep_session_t *ss[CH_MAX];
+    int nss;
+    lep_link_t *ls[CH_MAX];
+    int nls;
+    chaos_del_t ds[512];
+    int nds;
+    uint32_t seed;
+} chaos_t;
+
+static uint32_t
+crnd(chaos_t *x, uint32_t n)
+{
+    return rnd(&x->seed) % n;
+}
+
+static void
+track_del(chaos_t *x, lep_delivery_t *d, lep_link_t *l, bool streaming)
+{
+    for (int i = 0; i < x->nds; i++)
+        if (x->ds[i].d == d)
+            return;
+    if (x->nds < 512)
+        x->ds[x->nds++] = (chaos_del_t){d, l, streaming};
+    else
+        lep_delivery_settle(d);
+}
+
+static void
+untrack_del(chaos_t *x, int i)
+{
+    x->ds[i] = x->ds[--x->nds];
+}
+
+static void
+track_link(chaos_t *x, lep_link_t *l)
+{
+    for (int i = 0; i < x->nls; i++)
+        if (x->ls[i] == l)
+            return;
+    if (x->nls < CH_MAX)
+        x->ls[x->nls++] = l;
+}
+
+static void
+track_session(chaos_t *x, lep_session_t *s)
+{
+    for (int i = 0; i < x->nss; i++)
+        if (x->ss[i] == s)
+            return;
+    if (x->nss < CH_MAX)
+        x->ss[x->nss++] = s;
+}
+
+static void
+forget_link(chaos_t *x, lep_link_t *l)
+{
+    for (int i = x->nds - 1; i >= 0; i--)
+        if (x->ds[i].l == l)
+            untrack_del(x, i);
+    for (int i = 0; i < x->nls; i++)
+        if (x->ls[i] == l) {
+            x->ls[i] = x->ls[--x->nls];
+            break;
+        }
+}
+
+static long chaos_deliveries, chaos_attaches, chaos_errors;
+
+static void
+chaos_events(chaos_t *x)
+{
+    const lep_event_t *e;
+    while ((e = lep_conn_next_event(x->c))) {
+        switch (e->type) {
+        case LEP_EVENT_CONN_REMOTE_OPEN:
+            if (lep_conn_local_state(x->c) == LEP_STATE_UNINIT)
+                lep_conn_open(x->c);
+            break;
+        case LEP_EVENT_CONN_REMOTE_CLOSE:
+            if (lep_conn_local_state(x->c) != LEP_STATE_CLOSED)
+                lep_conn_close(x->c, NULL);
+            break;
+        case LEP_EVENT_SESSION_REMOTE_BEGIN:
+            track_session(x, e->session);
+            if (lep_session_local_state(e->session) == LEP_STATE_UNINIT && crnd(x, 10))
+                lep_session_begin(e->session);
+            break;
+        case LEP_EVENT_SESSION_REMOTE_END:
+            if (lep_session_local_state(e->session) == LEP_STATE_ACTIVE)
+                lep_session_end(e->session, NULL);
+            break;
+        case LEP_EVENT_LINK_REMOTE_ATTACH:
+            track_link(x, e->link);
+            if (lep_link_local_state(e->link) == LEP_STATE_UNINIT) {
+                if (crnd(x, 10)) {
+                    lep_link_attach(e->link);
+                } else {
+                    lep_condition_t c = {lep_bytes_str("amqp:not-found"), {NULL, 0}, {NULL, 0}};
+                    if (lep_link_attach(e->link) == 0)
+                        lep_link_detach(e->link, true, &c);
+                }
+            }
+            break;
+        case LEP_EVENT_LINK_REMOTE_DETACH:
+            if (lep_link_local_state(e->link) == LEP_STATE_ACTIVE)
+                lep_link_detach(e->link, lep_link_remote_closed(e->link), NULL);
+            break;
+        case LEP_EVENT_DELIVERY:
+            chaos_deliveries++;
+            track_del(x, e->delivery, e->link, false);
+            break;
+        case LEP_EVENT_TRANSPORT_ERROR:
+            chaos_errors++;
+            break;
+        default:
+            break;
+        }
+        if (e->type == LEP_EVENT_LINK_REMOTE_ATTACH)
+            chaos_attaches++;
+    }
+}
+
+static void
+chaos_move(chaos_t *from, chaos_t *to, size_t max)
+{
+    lep_bytes_t o = lep_conn_output(from->c);
+    size_t n = o.len < max ? o.len : max;
+    if (!n)
+        return;
+    size_t used;
+    lep_conn_feed(to->c, o.ptr, n, &used);
+    lep_conn_consumed(from->c, n);
+}
+
+static void
+chaos_step(chaos_t *x, chaos_t *y)
+{
+    static uint8_t body[4000];
+    switch (crnd(x, 16)) {
+    case 0:
+        if (x->nss < CH_MAX && lep_conn_local_state(x->c) == LEP_STATE_ACTIVE) {
+            lep_session_t *s;
+            if (lep_session_new(x->c, &s) == 0) {
+                track_session(x, s);
+                lep_session_begin(s);
+            }
+        }
+        break;
+    case 1:
+        if (x->nss && x->nls < CH_MAX) {
+            lep_session_t *s = x->ss[crnd(x, (uint32_t)x->nss)];
+            if (lep_session_local_state(s) != LEP_STATE_ACTIVE)
+                break;
+            char name[32];
+            snprintf(name, sizeof name, "l%u", rnd(&x->seed));
+            lep_link_opts_t lo;
+            lep_link_opts_init(&lo);
+            lo.name = name;
+            lo.receiver = crnd(x, 2);
+            lo.snd_settle_mode = (uint8_t)crnd(x, 3);
+            lo.rcv_settle_mode = (uint8_t)crnd(x, 2);
+            lo.max_message_size = crnd(x, 4) ? 0 : 2500;
+            lep_link_t *l;
+            if (lep_link_new(s, &lo, &l) == 0) {
+                track_link(x, l);
+                lep_link_attach(l);
+            }
+        }
+        break;
+    case 2:
+    case 3:
+        if (x->nls) {
+            lep_link_t *l = x->ls[crnd(x, (uint32_t)x->nls)];
+            if (lep_link_is_receiver(l)) {
+                lep_link_flow(l, crnd(x, 20));
+                if (!crnd(x, 8))
+                    lep_link_drain(l);
+            } else {
+                for (uint32_t k = crnd(x, 5); k > 0; k--) {
+                    lep_delivery_t *d = NULL;
+                    size_t len = crnd(x, 4) ? crnd(x, 200) : crnd(x, sizeof body);
+                    if (lep_link_send(l, lep_bytes_str(""), body, len, !crnd(x, 4), &d) == 0 && d)
+                        track_del(x, d, l, false);
+                }
+                if (!crnd(x, 6))
+                    lep_link_drained(l);
+            }
+        }
+        break;
+    case 4:
+        if (x->nls) {
+            lep_link_t *l = x->ls[crnd(x, (uint32_t)x->nls)];
+            lep_delivery_t *d;
+            if (!lep_link_is_receiver(l) && lep_link_delivery_new(l, lep_bytes_str(""), &d) == 0)
+                track_del(x, d, l, true);
+        }
+        break;
+    case 5:
+    case 6:
+        if (x->nds) {
+            int i = (int)crnd(x, (uint32_t)x->nds);
+            chaos_del_t *cd = &x->ds[i];
+            if (cd->streaming) {
+                uint32_t r = crnd(x, 6);
+                if (r == 0) {
+                    lep_delivery_abort(cd->d);
+                    cd->streaming = false;
+                } else if (lep_delivery_write(cd->d, body, crnd(x, 1500), r != 1) != 0 || r == 1) {
+                    cd->streaming = false;
+                }
+            } else {
+                uint32_t r = crnd(x, 4);
+                if (r == 0)
+                    lep_delivery_accept(cd->d);
+                else if (r == 1)
+                    lep_delivery_release(cd->d);
+                if (r >= 1 || lep_delivery_remote_settled(cd->d)) {
+                    lep_delivery_settle(cd->d);
+                    untrack_del(x, i);
+                }
+            }
+        }
+        break;
+    case 7:
+        if (x->nls && !crnd(x, 4)) {
+            lep_link_t *l = x->ls[crnd(x, (uint32_t)x->nls)];
+            if (lep_link_local_state(l) == LEP_STATE_ACTIVE)
+                lep_link_detach(l, crnd(x, 2), NULL);
+        }
+        break;
+    case 8:
+        if (x->nls) {
+            lep_link_t *l = x->ls[crnd(x, (uint32_t)x->nls)];
+            for (int i = x->nds - 1; i >= 0; i--)
+                if (x->ds[i].l == l && lep_link_local_state(l) == LEP_STATE_CLOSED) {
+                    lep_delivery_settle(x->ds[i].d);
+                    untrack_del(x, i);
+                }
+            if (lep_link_free(l) == 0)
+                forget_link(x, l);
+        }
+        break;
+    case 9:
+        if (x->nss && !crnd(x, 8)) {
+            lep_session_t *s = x->ss[crnd(x, (uint32_t)x->nss)];
+            if (lep_session_local_state(s) == LEP_STATE_ACTIVE)
+                lep_session_end(s, NULL);
+        }
+        break;
+    default:
+        chaos_move(x, y, 1 + crnd(x, 3000));
+        break;
+    }
+    chaos_events(x);
+}
+
+static void
+test_chaos(void **state)
+{
+    (void)state;
+    for (uint32_t seed = 1; seed <= 100; seed++) {
+        chaos_t a, b;
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        a.seed = seed;
+        b.seed = seed * 7919u;
+        lep_conn_opts_t oa, ob;
+        lep_conn_opts_init(&oa);
+        lep_conn_opts_init(&ob);
+        ob.server = true;
+        oa.max_frame_size = 512 + seed * 37;
+        ob.session_window = 4 + seed;
+        ob.max_unsettled = 30;
+        assert_int_equal(lep_conn_new(&a.c, &oa), 0);
+        assert_int_equal(lep_conn_new(&b.c, &ob), 0);
+        lep_conn_open(a.c);
+        for (int step = 0; step < 3000; step++) {
+            if (crnd(&a, 2))
+                chaos_step(&a, &b);
+            else
+                chaos_step(&b, &a);
+            lep_conn_tick(a.c, step);
+            lep_conn_tick(b.c, step);
+        }
+        if (lep_conn_local_state(a.c) != LEP_STATE_CLOSED)
+            lep_conn_close(a.c, NULL);
+        for (int i = 0; i < 200; i++) {
+            chaos_move(&a, &b, SIZE_MAX);
+            chaos_events(&b);
+            chaos_move(&b, &a, SIZE_MAX);
+            chaos_events(&a);
+        }
+        assert_true(lep_conn_finished(a.c));
+        assert_true(lep_conn_finished(b.c));
+        lep_conn_free(a.c);
+        lep_conn_free(b.c);
+    }
+    print_message("chaos: %ld delivery events, %ld remote attaches, %ld transport errors\n",
+                  chaos_deliveries, chaos_attaches, chaos_errors);
+    assert_true(chaos_deliveries > 1000);
+    assert_int_equal(chaos_errors, 0);
+}
+
 int
 main(void)
 {
@@ -609,6 +934,7 @@ main(void)
         cmocka_unit_test(test_idle_input_between_ticks),
         cmocka_unit_test(test_layers),
         cmocka_unit_test(test_trace),
+        cmocka_unit_test(test_chaos),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
