@@ -1,18 +1,20 @@
 """Proton (python3-qpid-proton) side of tests/interop/test_engine_proton.sh.
 
-  engine_proton.py recv PORT N [USER PASSWORD]
+  engine_proton.py [--tls-ca CA | --tls-cert CERT KEY] recv PORT N [USER PASSWORD]
       listens on 127.0.0.1:PORT, receives N messages (auto-accepted),
       checks they are "message-<i>" in order, prints "received N", exits 0
   engine_proton.py send PORT ADDRESS N [USER PASSWORD]
       connects to 127.0.0.1:PORT, sends N messages to ADDRESS, waits for
       each to be accepted, closes, prints "accepted N", exits 0
+With --tls-ca the sender connects with TLS (amqps) and verifies the
+server against CA; with --tls-cert the receiver listens with TLS.
 Run with Debian's /usr/bin/python3.  Exits 1 on any error and after a
 20-second timeout.
 """
 import sys
 import threading
 
-from proton import Message
+from proton import Message, SSLDomain
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
@@ -32,7 +34,12 @@ class Recv(MessagingHandler):
             event.container.allowed_mechs = "PLAIN"
             event.container.sasl_enabled = True
             event.container.password_file = None
-        self.acceptor = event.container.listen(self.url)
+        if TLS_CERT:
+            dom = SSLDomain(SSLDomain.MODE_SERVER)
+            dom.set_credentials(TLS_CERT[0], TLS_CERT[1], None)
+            self.acceptor = event.container.listen(self.url, ssl_domain=dom)
+        else:
+            self.acceptor = event.container.listen(self.url)
         print("listening", flush=True)
 
     def on_message(self, event):
@@ -72,7 +79,14 @@ class Send(MessagingHandler):
                       allow_insecure_mechs=True)
         else:
             kw = dict(sasl_enabled=False)
-        conn = event.container.connect(self.url, **kw)
+        if TLS_CA:
+            dom = SSLDomain(SSLDomain.MODE_CLIENT)
+            dom.set_trusted_ca_db(TLS_CA)
+            dom.set_peer_authentication(SSLDomain.VERIFY_PEER)
+            kw["ssl_domain"] = dom
+            conn = event.container.connect("amqps://" + self.url, **kw)
+        else:
+            conn = event.container.connect(self.url, **kw)
         event.container.create_sender(conn, self.address)
 
     def on_sendable(self, event):
@@ -98,7 +112,19 @@ class Send(MessagingHandler):
         self.ok = False
 
 
+TLS_CA = None
+TLS_CERT = None
+
+
 def main():
+    global TLS_CA, TLS_CERT
+    while len(sys.argv) > 1 and sys.argv[1].startswith("--tls"):
+        if sys.argv[1] == "--tls-ca":
+            TLS_CA = sys.argv[2]
+            del sys.argv[1:3]
+        else:
+            TLS_CERT = (sys.argv[2], sys.argv[3])
+            del sys.argv[1:4]
     timer = threading.Timer(20.0, lambda: (print("timeout", flush=True), sys.stdout.flush(),
                                            __import__("os")._exit(1)))
     timer.daemon = True

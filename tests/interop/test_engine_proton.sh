@@ -5,7 +5,9 @@
 #   2. Proton client sends to a lepton server (no SASL)
 #   3. Proton client sends to a lepton server with SASL PLAIN, and a wrong
 #      password is refused with amqp:unauthorized-access
-#   4. heartbeats: lepton asks Proton for a 500 ms idle timeout and the
+#   4. TLS both ways (certificates made now by tests/tls/make-certs.sh),
+#      and a lepton client refusing a server its CA did not sign
+#   5. heartbeats: lepton asks Proton for a 500 ms idle timeout and the
 #      connection stays up while messages flow
 # Servers listen on 127.0.0.1 only, on a free port; only the PIDs started
 # here are stopped; every wait is bounded.
@@ -121,7 +123,56 @@ if [ -f "$SRC/include/lepton/sasl.h" ]; then
     rm -f "$work"/*.log
 fi
 
-# 4. heartbeats: a lepton server asking for 500 ms; a slow Proton sender
+# 4. TLS (pure amqps), credentials made for this run only
+if [ -f "$SRC/include/lepton/tls.h" ] && [ -x "$(command -v openssl)" ] &&
+   sh "$SRC/tests/tls/make-certs.sh" "$work/certs" >/dev/null 2>&1; then
+    C="$work/certs"
+    t="lepton client sends 10 over TLS to a Proton listener (server name checked)"
+    port=$(free_port)
+    "$PY" "$PROTON" --tls-cert "$C/server.pem" "$C/server.key" recv "$port" 10 >"$work/recv6.log" 2>&1 &
+    ppid=$!; pids="$pids $ppid"
+    if wait_for "$work/recv6.log" listening 10; then
+        sleep 0.2
+        "$PEER" client "$port" examples 10 --tls-ca "$C/ca.pem" --tls-host localhost --timeout 15000 >"$work/peer6.log" 2>&1
+        prc=$?
+        wait_pid "$ppid" 15; yrc=$?
+        if [ $prc -eq 0 ] && [ $yrc -eq 0 ] && grep -q "received 10" "$work/recv6.log"; then ok "$t"; else ko "$t"; fi
+    else
+        ko "$t (proton listener did not start)"
+    fi
+    rm -f "$work"/*.log
+
+    t="Proton client sends 10 over TLS to a lepton server"
+    "$PEER" server 0 10 --tls-cert "$C/server.pem" --tls-key "$C/server.key" --timeout 15000 >"$work/peer7.log" 2>&1 &
+    lpid=$!; pids="$pids $lpid"
+    if wait_for "$work/peer7.log" "listening on" 10; then
+        port=$(sed -n 's/^listening on //p' "$work/peer7.log")
+        "$PY" "$PROTON" --tls-ca "$C/ca.pem" send "$port" examples 10 >"$work/send7.log" 2>&1
+        yrc=$?
+        wait_pid "$lpid" 15; lrc=$?
+        if [ $yrc -eq 0 ] && [ $lrc -eq 0 ] && grep -q "received 10 of 10" "$work/peer7.log"; then ok "$t"; else ko "$t"; fi
+    else
+        ko "$t (lepton server did not start)"
+    fi
+    rm -f "$work"/*.log
+
+    t="lepton client refuses a TLS server its CA did not sign"
+    port=$(free_port)
+    "$PY" "$PROTON" --tls-cert "$C/server.pem" "$C/server.key" recv "$port" 1 >"$work/recv8.log" 2>&1 &
+    ppid=$!; pids="$pids $ppid"
+    if wait_for "$work/recv8.log" listening 10; then
+        sleep 0.2
+        "$PEER" client "$port" examples 1 --tls-ca "$C/other-ca.pem" --timeout 10000 >"$work/peer8.log" 2>&1
+        prc=$?
+        kill "$ppid" 2>/dev/null; wait "$ppid" 2>/dev/null
+        if [ $prc -ne 0 ] && grep -q "transport error" "$work/peer8.log" && ! grep -q "accepted 1 of 1" "$work/peer8.log"; then ok "$t"; else ko "$t"; fi
+    else
+        ko "$t (proton listener did not start)"
+    fi
+    rm -f "$work"/*.log
+fi
+
+# 5. heartbeats: a lepton server asking for 500 ms; a slow Proton sender
 t="lepton server with a 500 ms idle timeout stays up with Proton"
 "$PEER" server 0 5 --timeout 15000 --idle 500 >"$work/peer5.log" 2>&1 &
 lpid=$!; pids="$pids $lpid"
