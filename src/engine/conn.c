@@ -327,13 +327,13 @@ lepi_event(lep_conn_t *c, lep_event_type_t t, lep_session_t *s, lep_link_t *l,
             return;
         }
         for (uint32_t i = 0; i < c->ev_count; i++)
-            n[i] = c->ev[(c->ev_head + i) % c->ev_cap];
+            n[i] = c->ev[(c->ev_head + i) & (c->ev_cap - 1)];
         lep_free(c->ev);
         c->ev = n;
         c->ev_cap = ncap;
         c->ev_head = 0;
     }
-    lep_event_t *e = &c->ev[(c->ev_head + c->ev_count) % c->ev_cap];
+    lep_event_t *e = &c->ev[(c->ev_head + c->ev_count) & (c->ev_cap - 1)]; /* cap: a power of 2 */
     e->type = t;
     e->conn = c;
     e->session = s;
@@ -346,7 +346,7 @@ void
 lepi_event_purge(lep_conn_t *c, const void *obj)
 {
     for (uint32_t i = 0; i < c->ev_count; i++) {
-        lep_event_t *e = &c->ev[(c->ev_head + i) % c->ev_cap];
+        lep_event_t *e = &c->ev[(c->ev_head + i) & (c->ev_cap - 1)];
         if ((const void *)e->session == obj || (const void *)e->link == obj ||
             (const void *)e->delivery == obj)
             e->type = LEP_EVENT_NONE;
@@ -366,7 +366,7 @@ lep_conn_next_event(lep_conn_t *c)
 {
     while (c->ev_count) {
         lep_event_t *e = &c->ev[c->ev_head];
-        c->ev_head = (c->ev_head + 1) % c->ev_cap;
+        c->ev_head = (c->ev_head + 1) & (c->ev_cap - 1);
         c->ev_count--;
         if (e->type == LEP_EVENT_NONE)
             continue;
