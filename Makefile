@@ -51,6 +51,7 @@ install: build
 
 bench: build
 	$(BUILD)/bench/codec
+	$(BUILD)/bench/engine
 
 fuzz: build-fuzz
 	@for f in $(FUZZ_BUILD)/fuzz/fuzz_*; do \
