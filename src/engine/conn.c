@@ -423,7 +423,9 @@ lep_conn_add_layer(lep_conn_t *c, const lep_layer_ops_t *ops, void *ctx)
 {
     if (!c || !ops || !ops->input || !ops->output)
         return LEP_ERR_INVALID;
-    if (c->io_started || c->hdr_sent || c->nlayers == LEPI_MAX_LAYERS)
+    /* After lep_conn_open is fine: the header and open wait in wbuf and
+     * pass through every layer when output is first taken. */
+    if (c->io_started || c->opos || c->wpos || c->nlayers == LEPI_MAX_LAYERS)
         return LEP_ERR_STATE;
     lepi_layer_t *L = &c->layers[c->nlayers++];
     memset(L, 0, sizeof *L);
