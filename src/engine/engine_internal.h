@@ -142,6 +142,7 @@ struct lep_session {
     lep_session_t *next;             /* connection's list of sessions */
     lep_state_t local_state, remote_state;
     bool begin_sent, end_sent, freed_by_app;
+    bool internal;                   /* refused by the engine, invisible to the app */
     uint16_t channel;                /* ours */
     uint16_t remote_channel;
     bool has_channel, has_remote_channel;

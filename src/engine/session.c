@@ -137,7 +137,7 @@ lep_session_begin(lep_session_t *s)
     uint32_t ch = 0;
     while (ch < c->nchannels && c->channels[ch])
         ch++;
-    if (ch > max || c->nsessions >= c->max_sessions)
+    if (ch > max || (!s->internal && c->nsessions >= c->max_sessions))
         return LEP_ERR_LIMIT;
     if (map_fit((void ***)&c->channels, &c->nchannels, ch) != 0)
         return LEP_ERR_NOMEM;
@@ -150,7 +150,8 @@ lep_session_begin(lep_session_t *s)
     s->has_channel = true;
     s->begin_sent = true;
     s->local_state = LEP_STATE_ACTIVE;
-    lepi_event(c, LEP_EVENT_SESSION_LOCAL_BEGIN, s, NULL, NULL);
+    if (!s->internal)
+        lepi_event(c, LEP_EVENT_SESSION_LOCAL_BEGIN, s, NULL, NULL);
     return 0;
 }
 
@@ -183,7 +184,8 @@ do_end(lep_session_t *s)
 {
     lep_conn_t *c = s->conn;
     s->local_state = LEP_STATE_CLOSED;
-    lepi_event(c, LEP_EVENT_SESSION_LOCAL_END, s, NULL, NULL);
+    if (!s->internal)
+        lepi_event(c, LEP_EVENT_SESSION_LOCAL_END, s, NULL, NULL);
     if (s->begin_sent && !s->end_sent && lepi_conn_can_send(c)) {
         lepi_flush_dispositions(s);
         int rc = send_end(s);
@@ -252,6 +254,22 @@ lepi_on_begin(lep_conn_t *c, uint16_t ch, const lep_begin_t *b)
             if (x->remote_state == LEP_STATE_ACTIVE)
                 live++;
         if (live >= c->max_sessions) {
+            /* Refuse this session only: begin and end it at once with
+             * the reason, out of the application's sight. */
+            if (c->local_state == LEP_STATE_ACTIVE && lep_session_new(c, &s) == 0) {
+                s->internal = true;
+                s->has_remote_channel = true;
+                s->remote_channel = ch;
+                c->rchannels[ch] = s;
+                s->remote_state = LEP_STATE_ACTIVE;
+                s->next_incoming_id = b->next_outgoing_id;
+                if (lep_session_begin(s) == 0) {
+                    lepi_session_fail(s, LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED,
+                                      "too many sessions");
+                    return;
+                }
+                lepi_session_destroy(s);
+            }
             lepi_conn_fail(c, LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED,
                            "more than %u sessions", c->max_sessions);
             return;
@@ -289,6 +307,10 @@ lepi_on_end(lep_conn_t *c, lep_session_t *s, const lep_end_t *e)
         memset(s->rhandles, 0, s->nrhandles * sizeof *s->rhandles);
     if (s->local_state == LEP_STATE_CLOSED)
         unmap_local(s);
+    if (s->internal) {
+        lepi_session_destroy(s);
+        return;
+    }
     lepi_event(c, LEP_EVENT_SESSION_REMOTE_END, s, NULL, NULL);
 }
 

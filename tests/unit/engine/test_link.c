@@ -69,6 +69,10 @@ handle(peer_t *p, const lep_event_t *e)
             p->link = e->link;
         }
         break;
+    case LEP_EVENT_SESSION_REMOTE_END:
+        if (lep_session_local_state(e->session) == LEP_STATE_ACTIVE && e->session != p->ssn)
+            lep_session_end(e->session, NULL);
+        break;
     default:
         break;
     }
@@ -975,9 +979,26 @@ test_limit_sessions(void **state)
     lep_session_new(a.c, &s3);
     lep_session_begin(s3);
     pump(&a, &b);
-    assert_int_equal(lep_conn_remote_state(a.c), LEP_STATE_CLOSED);
-    assert_true(lep_bytes_eq_str(lep_conn_remote_condition(a.c)->name,
+    /* the third is begun and ended at once; the connection stays */
+    assert_int_equal(lep_session_remote_state(s3), LEP_STATE_CLOSED);
+    assert_true(lep_bytes_eq_str(lep_session_remote_condition(s3)->name,
                                  LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED));
+    assert_int_equal(lep_conn_remote_state(a.c), LEP_STATE_ACTIVE);
+    assert_int_equal(count(&b, LEP_EVENT_SESSION_REMOTE_BEGIN), 2);
+    assert_int_equal(lep_session_end(s3, NULL), 0);
+    pump(&a, &b);
+    assert_int_equal(count(&b, LEP_EVENT_SESSION_REMOTE_END), 0);
+    /* a session ends, another may begin */
+    assert_int_equal(lep_session_end(s2, NULL), 0);
+    pump(&a, &b);
+    assert_int_equal(count(&b, LEP_EVENT_SESSION_REMOTE_END), 1);
+    assert_int_equal(lep_session_end(b.ssn, NULL), 0); /* b's side of s2 */
+    pump(&a, &b);
+    lep_session_t *s4;
+    lep_session_new(a.c, &s4);
+    lep_session_begin(s4);
+    pump(&a, &b);
+    assert_int_equal(lep_session_remote_state(s4), LEP_STATE_ACTIVE);
     teardown_pair(&a, &b);
 }
 
