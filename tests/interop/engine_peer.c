@@ -16,6 +16,9 @@
  *   --timeout MS      give up after MS milliseconds (default 20000)
  *   --user U --password P   SASL PLAIN (client: offers it; server: checks
  *                     it), allowed over plain TCP for the test
+ *   --mech M          with --user: the SASL mechanism instead of PLAIN
+ *                     (server: offers only M, credentials from a users set
+ *                     holding U's clear password; SCRAM salts it)
  *   --idle MS         our idle-timeout (heartbeats are checked as well)
  *   --tls-ca FILE     client: TLS (pure, amqps), verifying the server's
  *                     chain against FILE and its name (--tls-host, default
@@ -53,7 +56,7 @@ typedef struct peer {
     long n;
     long sent, accepted, received;
     int timeout_ms;
-    const char *user, *password;
+    const char *user, *password, *mech;
     uint32_t idle_ms;
     const char *tls_ca, *tls_cert, *tls_key, *tls_host;
     lep_link_t *sender;
@@ -221,6 +224,9 @@ check_plain(void *ctx, lep_conn_t *c, const char *mechanism, lep_bytes_t user,
 static int
 run(peer_t *p, int fd)
 {
+#ifdef PEER_HAVE_SASL
+    lep_sasl_users_t *users = NULL;
+#endif
     lep_conn_opts_t o;
     lep_conn_opts_init(&o);
     o.server = p->server;
@@ -238,15 +244,25 @@ run(peer_t *p, int fd)
         if (p->server) {
             lep_sasl_server_opts_t so;
             lep_sasl_server_opts_init(&so);
-            so.mechanisms = "PLAIN";
+            so.mechanisms = p->mech;
             so.allow_insecure = true;
-            so.authenticate = check_plain;
-            so.auth_ctx = p;
-            rc = lep_sasl_server_add(c, &so, NULL);
+            if (!strcmp(p->mech, "PLAIN")) {
+                so.authenticate = check_plain;
+                so.auth_ctx = p;
+                rc = 0;
+            } else {
+                char text[512];
+                int len = snprintf(text, sizeof text, "%s:PLAIN:%s\n", p->user,
+                                   p->password ? p->password : "");
+                rc = lep_sasl_users_parse(&users, text, (size_t)len, "users", NULL, 0);
+                so.users = users;
+            }
+            if (rc == 0)
+                rc = lep_sasl_server_add(c, &so, NULL);
         } else {
             lep_sasl_client_opts_t co;
             lep_sasl_client_opts_init(&co);
-            co.mechanisms = "PLAIN";
+            co.mechanisms = p->mech;
             co.username = p->user;
             co.password = p->password;
             co.allow_insecure = true;
@@ -254,6 +270,7 @@ run(peer_t *p, int fd)
         }
         if (rc != 0) {
             lep_conn_free(c);
+            lep_sasl_users_free(users);
             return 1;
         }
 #else
@@ -386,6 +403,9 @@ run(peer_t *p, int fd)
     while ((ev = lep_conn_next_event(c)) != NULL)
         handle(p, c, ev);
     lep_conn_free(c);
+#ifdef PEER_HAVE_SASL
+    lep_sasl_users_free(users); /* borrowed by the connection until now */
+#endif
     return 0;
 }
 
@@ -396,6 +416,7 @@ main(int argc, char **argv)
     memset(&p, 0, sizeof p);
     p.timeout_ms = 20000;
     p.tls_host = "localhost";
+    p.mech = "PLAIN";
     int port, argi;
     if (argc >= 5 && !strcmp(argv[1], "client")) {
         port = atoi(argv[2]);
@@ -420,6 +441,8 @@ main(int argc, char **argv)
             p.password = argv[argi + 1];
         else if (!strcmp(argv[argi], "--idle"))
             p.idle_ms = (uint32_t)atoi(argv[argi + 1]);
+        else if (!strcmp(argv[argi], "--mech"))
+            p.mech = argv[argi + 1];
         else if (!strcmp(argv[argi], "--tls-ca"))
             p.tls_ca = argv[argi + 1];
         else if (!strcmp(argv[argi], "--tls-cert"))

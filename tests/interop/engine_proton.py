@@ -1,11 +1,12 @@
 """Proton (python3-qpid-proton) side of tests/interop/test_engine_proton.sh.
 
-  engine_proton.py [--tls-ca CA | --tls-cert CERT KEY] recv PORT N [USER PASSWORD]
+  engine_proton.py [--tls-ca CA | --tls-cert CERT KEY] [--mech M] recv PORT N [USER PASSWORD]
       listens on 127.0.0.1:PORT, receives N messages (auto-accepted),
       checks they are "message-<i>" in order, prints "received N", exits 0
   engine_proton.py send PORT ADDRESS N [USER PASSWORD]
       connects to 127.0.0.1:PORT, sends N messages to ADDRESS, waits for
       each to be accepted, closes, prints "accepted N", exits 0
+--mech: the SASL mechanism the sender allows (default PLAIN).
 With --tls-ca the sender connects with TLS (amqps) and verifies the
 server against CA; with --tls-cert the receiver listens with TLS.
 Run with Debian's /usr/bin/python3.  Exits 1 on any error and after a
@@ -75,7 +76,7 @@ class Send(MessagingHandler):
     def on_start(self, event):
         kw = {}
         if self.user:
-            kw = dict(user=self.user, password=self.password, allowed_mechs="PLAIN",
+            kw = dict(user=self.user, password=self.password, allowed_mechs=MECH,
                       allow_insecure_mechs=True)
         else:
             kw = dict(sasl_enabled=False)
@@ -114,12 +115,16 @@ class Send(MessagingHandler):
 
 TLS_CA = None
 TLS_CERT = None
+MECH = "PLAIN"
 
 
 def main():
-    global TLS_CA, TLS_CERT
-    while len(sys.argv) > 1 and sys.argv[1].startswith("--tls"):
-        if sys.argv[1] == "--tls-ca":
+    global TLS_CA, TLS_CERT, MECH
+    while len(sys.argv) > 1 and sys.argv[1].startswith("--"):
+        if sys.argv[1] == "--mech":
+            MECH = sys.argv[2]
+            del sys.argv[1:3]
+        elif sys.argv[1] == "--tls-ca":
             TLS_CA = sys.argv[2]
             del sys.argv[1:3]
         else:
