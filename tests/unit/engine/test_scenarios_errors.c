@@ -291,6 +291,65 @@ transfer(const ids_t *ids, uint32_t handle, uint32_t delivery_id)
 }
 
 static void
+test_message_size_exceeded(void **state)
+{
+    (void)state;
+    /* a's engine would refuse to send it: forge the transfer */
+    pair_t p;
+    ids_t ids;
+    lep_conn_opts_t ob;
+    lep_conn_opts_init(&ob);
+    ob.max_message_size = 1000;
+    lep_link_t *l = setup(&p, &ob, 10, &ids);
+    assert_int_equal(lep_link_remote_attach(l)->max_message_size, 1000);
+    static uint8_t big[1500];
+    lep_performative_t perf = transfer(&ids, ids.handle, ids.next_outgoing_id);
+    pair_inject_perf(&p, &p.b, ids.channel, &perf, big, sizeof big);
+    pair_pump(&p);
+    assert_true(pair_cond_is(lep_link_remote_condition(l), "amqp:link:message-size-exceeded"));
+    /* the application never sees it whole (the engine reports it aborted) */
+    for (size_t i = 0; i < p.b.nrx; i++) {
+        assert_false(p.b.rx[i].complete);
+        assert_true(p.b.rx[i].aborted);
+    }
+    /* the connection is fine */
+    assert_int_equal(lep_conn_remote_state(p.a.c), LEP_STATE_ACTIVE);
+    lep_conn_close(p.a.c, NULL);
+    pair_pump(&p);
+    assert_true(lep_conn_finished(p.a.c));
+    assert_true(lep_conn_finished(p.b.c));
+    pair_fini(&p);
+}
+
+static void
+test_unsettled_limit(void **state)
+{
+    (void)state;
+    pair_t p;
+    ids_t ids;
+    lep_conn_opts_t ob;
+    lep_conn_opts_init(&ob);
+    ob.max_unsettled = 4;
+    lep_link_t *l = setup(&p, &ob, 100, &ids);
+    p.b.auto_accept = false; /* b holds everything unsettled */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(lep_link_send(l, LEP_BYTES(NULL, 0), "m", 1, false, NULL), 0);
+    pair_pump(&p);
+    assert_int_equal(p.b.nrx, 4);
+    assert_int_equal(lep_link_remote_state(l), LEP_STATE_ACTIVE);
+    /* the fifth is one too many */
+    assert_int_equal(lep_link_send(l, LEP_BYTES(NULL, 0), "m", 1, false, NULL), 0);
+    pair_pump(&p);
+    assert_true(pair_cond_is(lep_link_remote_condition(l), "amqp:resource-limit-exceeded"));
+    assert_true(lep_link_unsettled(pair_last_link(&p.b)) <= 4);
+    lep_conn_close(p.a.c, NULL);
+    pair_pump(&p);
+    assert_true(lep_conn_finished(p.a.c));
+    assert_true(lep_conn_finished(p.b.c));
+    pair_fini(&p);
+}
+
+static void
 test_unknown_handle(void **state)
 {
     (void)state;
@@ -457,6 +516,8 @@ main(void)
         cmocka_unit_test(test_unknown_channel),
         cmocka_unit_test(test_unknown_handle),
         cmocka_unit_test(test_credit_overrun),
+        cmocka_unit_test(test_message_size_exceeded),
+        cmocka_unit_test(test_unsettled_limit),
         cmocka_unit_test(test_window_overrun),
         cmocka_unit_test(test_transfer_on_unbegun_session_frame_after_close),
         cmocka_unit_test(test_eof_mid_stream),

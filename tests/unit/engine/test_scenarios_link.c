@@ -235,6 +235,44 @@ test_attach_dynamic(void **state)
 }
 
 static void
+test_attach_unsettled_map(void **state)
+{
+    (void)state;
+    /* resuming a link: the attach carries the sender's unsettled map */
+    pair_t p;
+    assert_int_equal(pair_init(&p, NULL, NULL), 0);
+    pair_open(&p);
+    lep_session_t *s = pair_session(&p);
+    enc_t m;
+    lep_encoder_t *e = enc_start(&m);
+    lep_encode_map_begin(e);
+    lep_encode_binary(e, "tag-1", 5);
+    lep_encode_descriptor(e, LEP_DESC_ACCEPTED);
+    lep_encode_list_begin(e);
+    lep_encode_list_end(e);
+    lep_encode_binary(e, "tag-2", 5);
+    lep_encode_null(e);
+    lep_encode_map_end(e);
+    lep_link_opts_t o;
+    lep_link_opts_init(&o);
+    o.name = "resumed";
+    o.unsettled = enc_done(&m);
+    o.incomplete_unsettled = true;
+    lep_link_t *l;
+    assert_int_equal(lep_link_new(s, &o, &l), 0);
+    assert_int_equal(lep_link_attach(l), 0);
+    pair_pump(&p);
+    const lep_attach_t *ra = lep_link_remote_attach(pair_last_link(&p.b));
+    assert_non_null(ra);
+    assert_true(ra->present & LEP_ATTACH_HAS_UNSETTLED);
+    assert_true(lep_bytes_eq(ra->unsettled, enc_done(&m)));
+    assert_true(ra->incomplete_unsettled);
+    assert_true(pair_close(&p));
+    pair_fini(&p);
+    enc_fini(&m);
+}
+
+static void
 test_settle_modes_agreed(void **state)
 {
     (void)state;
@@ -603,6 +641,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_attach_full_termini),
         cmocka_unit_test(test_attach_dynamic),
+        cmocka_unit_test(test_attach_unsettled_map),
         cmocka_unit_test(test_settle_modes_agreed),
         cmocka_unit_test(test_many_links),
         cmocka_unit_test(test_credit_flow),
