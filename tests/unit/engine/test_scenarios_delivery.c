@@ -359,6 +359,26 @@ test_abort(void **state)
     pair_fini(&p);
 }
 
+/* spec 2.7.5: an aborted message is implicitly settled */
+static void
+test_abort_settles(void **state)
+{
+    (void)state;
+    pair_t p;
+    lep_link_t *l = setup_sender(&p, NULL, LEP_SND_SETTLE_MIXED, LEP_RCV_SETTLE_FIRST);
+    lep_delivery_t *d;
+    assert_int_equal(lep_link_delivery_new(l, LEP_BYTES("ab", 2), &d), 0);
+    assert_int_equal(lep_delivery_write(d, "partial", 7, true), 0);
+    pair_pump(&p);
+    assert_int_equal(lep_link_unsettled(l), 1);
+    assert_int_equal(lep_delivery_abort(d), 0);
+    pair_pump(&p);
+    assert_int_equal(lep_link_unsettled(l), 0);
+    assert_int_equal(lep_link_unsettled(pair_last_link(&p.b)), 0);
+    assert_true(pair_close(&p));
+    pair_fini(&p);
+}
+
 static void
 test_batched_dispositions(void **state)
 {
@@ -610,6 +630,7 @@ main(void)
         cmocka_unit_test(test_streaming_write_and_read),
         cmocka_unit_test(test_streaming_read_small_frames),
         cmocka_unit_test(test_abort),
+        cmocka_unit_test(test_abort_settles),
         cmocka_unit_test(test_batched_dispositions),
         cmocka_unit_test(test_outcomes),
         cmocka_unit_test(test_sender_outcome),

@@ -473,6 +473,29 @@ test_drain_no_credit_used(void **state)
     pair_fini(&p);
 }
 
+/* Proton: pn_link_draining is drain && credit > queued */
+static void
+test_drained_clears_draining(void **state)
+{
+    (void)state;
+    pair_t p;
+    assert_int_equal(pair_init(&p, NULL, NULL), 0);
+    pair_open(&p);
+    lep_session_t *s = pair_session(&p);
+    lep_link_t *rcv = pair_link(&p, s, "r", true, "q", LEP_SND_SETTLE_MIXED, LEP_RCV_SETTLE_FIRST);
+    lep_link_t *snd = pair_last_link(&p.b);
+    lep_link_flow(rcv, 7);
+    lep_link_drain(rcv);
+    pair_pump(&p);
+    assert_true(lep_link_draining(snd));
+    lep_link_drained(snd);
+    pair_pump(&p);
+    assert_int_equal(lep_link_credit(snd), 0);
+    assert_false(lep_link_draining(snd));
+    assert_true(pair_close(&p));
+    pair_fini(&p);
+}
+
 /* handles and channels as a wrote them, to forge frames that look like a's */
 typedef struct ids {
     uint16_t channel;
@@ -647,6 +670,7 @@ main(void)
         cmocka_unit_test(test_credit_flow),
         cmocka_unit_test(test_drain),
         cmocka_unit_test(test_drain_no_credit_used),
+        cmocka_unit_test(test_drained_clears_draining),
         cmocka_unit_test(test_echo),
         cmocka_unit_test(test_detach_not_closed),
         cmocka_unit_test(test_close_link_with_error),
