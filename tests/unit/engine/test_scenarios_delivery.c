@@ -619,6 +619,80 @@ test_many_messages_window(void **state)
     pair_fini(&p);
 }
 
+static void
+test_byte_by_byte(void **state)
+{
+    (void)state;
+    /* every frame arrives cut at every byte, both ways: the same result */
+    pair_t p;
+    lep_conn_opts_t ob;
+    lep_conn_opts_init(&ob);
+    ob.max_frame_size = 512;
+    assert_int_equal(pair_init(&p, NULL, &ob), 0);
+    p.a.chunk = 1;
+    p.b.chunk = 1;
+    pair_open(&p);
+    lep_session_t *s = pair_session(&p);
+    lep_link_t *l = pair_link(&p, s, "bytes", false, "q", LEP_SND_SETTLE_UNSETTLED,
+                              LEP_RCV_SETTLE_FIRST);
+    assert_int_equal(lep_link_remote_state(l), LEP_STATE_ACTIVE);
+    uint8_t big[3000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 7);
+    lep_delivery_t *d[3];
+    assert_int_equal(lep_link_send(l, LEP_BYTES("1", 1), "one", 3, false, &d[0]), 0);
+    assert_int_equal(lep_link_send(l, LEP_BYTES("2", 1), big, sizeof big, false, &d[1]), 0);
+    assert_int_equal(lep_link_send(l, LEP_BYTES("3", 1), "three", 5, false, &d[2]), 0);
+    pair_pump(&p);
+    assert_int_equal(p.b.nrx, 3);
+    assert_int_equal(p.b.rx[1].data.len, sizeof big);
+    assert_memory_equal(p.b.rx[1].data.data, big, sizeof big);
+    assert_memory_equal(p.b.rx[2].data.data, "three", 5);
+    for (int i = 0; i < 3; i++) {
+        assert_true(lep_delivery_remote_settled(d[i]));
+        assert_int_equal(lep_delivery_remote_state(d[i])->type, LEP_OUTCOME_ACCEPTED);
+        lep_delivery_settle(d[i]);
+    }
+    assert_true(pair_close(&p));
+    pair_fini(&p);
+}
+
+static void
+test_heartbeats_both_ways(void **state)
+{
+    (void)state;
+    pair_t p;
+    lep_conn_opts_t oa, ob;
+    lep_conn_opts_init(&oa);
+    lep_conn_opts_init(&ob);
+    oa.idle_timeout_ms = 600;
+    ob.idle_timeout_ms = 1000;
+    assert_int_equal(pair_init(&p, &oa, &ob), 0);
+    pair_tick(&p, 0);
+    pair_open(&p);
+    lep_link_t *l = pair_link(&p, pair_session(&p), "hb", false, "q", LEP_SND_SETTLE_SETTLED,
+                              LEP_RCV_SETTLE_FIRST);
+    size_t ev_a = p.a.nev, ev_b = p.b.nev;
+    for (int64_t t = 0; t <= 30000; t += 50) {
+        if (t % 5000 == 0)
+            lep_link_send(l, LEP_BYTES(NULL, 0), "tick", 4, true, NULL);
+        pair_tick(&p, t);
+        pair_pump(&p);
+    }
+    assert_int_equal(lep_conn_local_state(p.a.c), LEP_STATE_ACTIVE);
+    assert_int_equal(lep_conn_local_state(p.b.c), LEP_STATE_ACTIVE);
+    assert_true(pair_count_frames(&p.a, 0) >= 30);
+    assert_true(pair_count_frames(&p.b, 0) >= 50);
+    assert_int_equal(p.b.nrx, 7);
+    /* heartbeats are not events: only the deliveries and their flows */
+    for (size_t i = ev_a; i < p.a.nev; i++)
+        assert_int_not_equal(p.a.ev[i].type, LEP_EVENT_TRANSPORT_ERROR);
+    for (size_t i = ev_b; i < p.b.nev; i++)
+        assert_int_equal(p.b.ev[i].type, LEP_EVENT_DELIVERY);
+    assert_true(pair_close(&p));
+    pair_fini(&p);
+}
+
 int
 main(void)
 {
@@ -636,6 +710,8 @@ main(void)
         cmocka_unit_test(test_sender_outcome),
         cmocka_unit_test(test_max_message_size),
         cmocka_unit_test(test_many_messages_window),
+        cmocka_unit_test(test_byte_by_byte),
+        cmocka_unit_test(test_heartbeats_both_ways),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
