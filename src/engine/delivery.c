@@ -1051,6 +1051,12 @@ lep_delivery_settle(lep_delivery_t *d)
     lep_link_t *l = d->link;
     d->flags |= LEPI_D_SETTLED;
     uncount(d);
+    if (d->flags & LEPI_D_EVENT_QUEUED) {
+        /* The application is done with d: an event still queued for it
+         * would hand it back. */
+        lepi_event_purge(l->session->conn, d);
+        d->flags &= ~(uint32_t)LEPI_D_EVENT_QUEUED;
+    }
     bool need_frame = !(d->flags & (LEPI_D_REMOTE_SETTLED | LEPI_D_PRESETTLED | LEPI_D_ABORTED));
     unsettled_remove(d);
     if (!l->receiver && !(d->flags & LEPI_D_STARTED)) {

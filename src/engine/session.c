@@ -297,8 +297,8 @@ lepi_on_end(lep_conn_t *c, lep_session_t *s, const lep_end_t *e)
         lepi_cond_set_str(&s->remote_cond, LEP_AMQP_ERR_INTERNAL_ERROR,
                           "undecodable error in end");
     s->remote_state = LEP_STATE_CLOSED;
+    /* has_remote_channel stays: a begin we still owe answers it. */
     unmap_remote(s);
-    s->has_remote_channel = false;
     for (lep_link_t *l = s->links; l; l = l->next) {
         l->remote_state = LEP_STATE_CLOSED;
         l->has_remote_handle = false;

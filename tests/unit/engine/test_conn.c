@@ -874,7 +874,7 @@ static void
 test_chaos(void **state)
 {
     (void)state;
-    for (uint32_t seed = 1; seed <= 100; seed++) {
+    for (uint32_t seed = 1; seed <= 600; seed++) {
         chaos_t a, b;
         memset(&a, 0, sizeof a);
         memset(&b, 0, sizeof b);
