@@ -601,9 +601,6 @@ amqp_input(lep_conn_t *c, const uint8_t *p, size_t n)
 {
     if (c->input_done || !n)
         return;
-    /* Stamped at the next tick: the time of the last tick is older than
-     * these bytes, and a stale stamp would fail a live peer. */
-    c->input_seen = true;
     if (!c->hdr_received) {
         size_t have = c->in.len;
         size_t take = LEP_PROTO_HEADER_SIZE - have;
@@ -645,6 +642,11 @@ lep_conn_feed(lep_conn_t *c, const uint8_t *in, size_t len, size_t *used)
     if (c->input_done)
         return LEP_ERR_STATE;
     c->io_started = true;
+    /* Any byte from the peer, a layer's (SASL, TLS) included, shows it is
+     * alive.  Stamped at the next tick: the time of the last tick is older
+     * than these bytes, and a stale stamp would fail a live peer. */
+    if (len)
+        c->input_seen = true;
     if (c->nlayers)
         layer_input(c, c->nlayers - 1, in, len);
     else
@@ -738,7 +740,19 @@ update_output_done(lep_conn_t *c)
         return;
     }
     if (c->close_sent) {
-        bool all = c->nlayers ? c->wpos == c->wbuf.len : true;
+        /* Closing first through layers: until the peer's close arrives a
+         * layer may still have a last word to send (TLS close_notify goes
+         * out once AMQP is closed both ways), so output stays open. */
+        if (c->nlayers && c->remote_state != LEP_STATE_CLOSED && !c->input_done)
+            return;
+        if (c->nlayers) {
+            flush_layers(c);
+            if (net_pending(c))
+                return;
+        }
+        /* After a failure, AMQP bytes a layer still holds back (a close
+         * queued behind an unfinished SASL exchange) will never pass. */
+        bool all = c->nlayers ? (c->wpos == c->wbuf.len || c->error_reported) : true;
         for (int i = 1; i < c->nlayers; i++)
             if (c->layers[i].pout.len)
                 all = false;
@@ -1021,7 +1035,10 @@ lep_conn_tick(lep_conn_t *c, int64_t now)
         c->last_in = now;
     }
     int64_t deadline = -1;
-    if (c->idle_timeout && !c->input_done && c->open_sent) {
+    /* As Proton: the peer owes us traffic only once it has seen our open,
+     * which we know when its open arrives; until then (a slow SASL or TLS
+     * handshake) only the caller's own connect timeout applies. */
+    if (c->idle_timeout && !c->input_done && c->open_sent && c->remote_state != LEP_STATE_UNINIT) {
         if (now - c->last_in >= (int64_t)c->idle_timeout) {
             lepi_conn_fail(c, LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED,
                            "local-idle-timeout expired: no frame for %u ms", c->idle_timeout);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <lepton/engine.h>
+#include <lepton/sasl.h>
 
 #define MAXEV 256
 
@@ -927,6 +928,65 @@ test_chaos(void **state)
     assert_int_equal(chaos_errors, 0);
 }
 
+/* A client still in its SASL exchange: the idle timeout waits for the
+ * peer's open (SASL traffic keeps it alive anyway), and a connection that
+ * fails or is closed before SASL finishes still finishes once its input
+ * closes, though its AMQP close can never pass the SASL layer. */
+static void
+sasl_client(lep_conn_t **c)
+{
+    lep_conn_opts_t o;
+    lep_conn_opts_init(&o);
+    o.idle_timeout_ms = 1000;
+    assert_int_equal(lep_conn_new(c, &o), 0);
+    lep_sasl_client_opts_t co;
+    lep_sasl_client_opts_init(&co);
+    co.mechanisms = "ANONYMOUS";
+    assert_int_equal(lep_sasl_client_add(*c, &co, NULL), 0);
+    assert_int_equal(lep_conn_open(*c), 0);
+    lep_conn_tick(*c, 0);
+    lep_conn_consumed(*c, lep_conn_output(*c).len);
+    size_t used;
+    assert_int_equal(lep_conn_feed(*c, (const uint8_t *)LEP_PROTO_HEADER_SASL, 8, &used), 0);
+}
+
+static int
+drain_errors(lep_conn_t *c)
+{
+    int n = 0;
+    const lep_event_t *ev;
+    while ((ev = lep_conn_next_event(c)) != NULL)
+        n += ev->type == LEP_EVENT_TRANSPORT_ERROR;
+    lep_conn_consumed(c, lep_conn_output(c).len);
+    return n;
+}
+
+static void
+test_sasl_pending_idle_and_finish(void **state)
+{
+    (void)state;
+    for (int how = 0; how < 3; how++) {
+        lep_conn_t *c;
+        sasl_client(&c);
+        /* no open from the peer yet: no idle failure however long */
+        for (int64_t t = 500; t <= 5000; t += 500)
+            lep_conn_tick(c, t);
+        assert_int_equal(drain_errors(c), 0);
+        if (how == 0)
+            assert_int_equal(lep_conn_close(c, NULL), 0);
+        else if (how == 1)
+            lep_conn_transport_error(c, "amqp:internal-error", "test failure");
+        drain_errors(c);
+        lep_conn_input_closed(c);
+        for (int i = 0; i < 3; i++) {
+            drain_errors(c);
+            lep_conn_tick(c, 6000 + i * 1000);
+        }
+        assert_true(lep_conn_finished(c));
+        lep_conn_free(c);
+    }
+}
+
 int
 main(void)
 {
@@ -946,6 +1006,7 @@ main(void)
         cmocka_unit_test(test_eof_without_close),
         cmocka_unit_test(test_heartbeats_and_idle_timeout),
         cmocka_unit_test(test_idle_input_between_ticks),
+        cmocka_unit_test(test_sasl_pending_idle_and_finish),
         cmocka_unit_test(test_layers),
         cmocka_unit_test(test_trace),
         cmocka_unit_test(test_chaos),
