@@ -16,44 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static char certdir[256];
-
-static const char *
-cert(const char *name)
-{
-    static char paths[8][320];
-    static int next;
-    char *p = paths[next++ % 8];
-    snprintf(p, sizeof paths[0], "%s/%s", certdir, name);
-    return p;
-}
-
-static int
-make_certs(void **state)
-{
-    const char *src = getenv("LEPTON_SOURCE_DIR");
-    char cmd[768];
-
-    snprintf(certdir, sizeof certdir, "/tmp/lepton-tls-XXXXXX");
-    if (!mkdtemp(certdir))
-        return -1;
-    snprintf(cmd, sizeof cmd, "sh '%s/tests/tls/make-certs.sh' '%s'", src ? src : ".", certdir);
-    if (system(cmd) == 0)
-        return 0;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", certdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", certdir);
-    fprintf(stderr, "make-certs.sh failed (is LEPTON_SOURCE_DIR set?)\n");
-    return -1;
-}
-
-static int
-remove_certs(void **state)
-{
-    char cmd[320];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", certdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+#include "certs.h"
 
 /* ------------------------------------------------------------------ */
 /* Harness: one side is a connection with its TLS layer, what the
