@@ -18,38 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "peer_hex.h"
+
 static int peer_build_values(void);
-
-static int
-peer_hex_decode(const char *s, size_t n, uint8_t **out, size_t *outlen)
-{
-    if (n % 2)
-        return -1;
-    uint8_t *b = malloc(n / 2 + 1);
-    if (!b)
-        return -1;
-    for (size_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1) {
-            free(b);
-            return -1;
-        }
-        b[i] = (uint8_t)v;
-    }
-    *out = b;
-    *outlen = n / 2;
-    return 0;
-}
-
-static void
-peer_hex_print(const uint8_t *p, size_t n)
-{
-    static const char hx[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        putchar(hx[p[i] >> 4]);
-        putchar(hx[p[i] & 15]);
-    }
-}
 
 /* Typed print of a tree into a NUL-terminated malloc'd string, or NULL. */
 static char *
@@ -173,7 +144,7 @@ each_line(void (*fn)(const uint8_t *p, size_t n))
             line[--got] = 0;
         uint8_t *bytes;
         size_t n;
-        if (peer_hex_decode(line, (size_t)got, &bytes, &n) != 0) {
+        if (hex_decode(line, (size_t)got, &bytes, &n) != 0) {
             printf("err\tbad hex input\n");
             continue;
         }
@@ -196,7 +167,7 @@ decode_one(const uint8_t *p, size_t n)
         printf("err\t%s\n", why);
     } else {
         printf("ok\t%s\t", typed);
-        peer_hex_print(re.data, re.len);
+        hex_print(re.data, re.len);
         putchar('\n');
     }
     free(typed);
@@ -229,7 +200,7 @@ peer_emit_value(const char *name, const lep_buf_t *enc, int enc_err, const lep_v
         printf("%s\terr\t%s\n", name, why);
     } else {
         printf("%s\t%s\t", name, typed);
-        peer_hex_print(enc->data, enc->len);
+        hex_print(enc->data, enc->len);
         putchar('\n');
     }
     free(typed);

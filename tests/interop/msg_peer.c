@@ -18,36 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int
-hex_decode(const char *s, size_t n, uint8_t **out, size_t *outlen)
-{
-    if (n % 2)
-        return -1;
-    uint8_t *b = malloc(n / 2 + 1);
-    if (!b)
-        return -1;
-    for (size_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1) {
-            free(b);
-            return -1;
-        }
-        b[i] = (uint8_t)v;
-    }
-    *out = b;
-    *outlen = n / 2;
-    return 0;
-}
-
-static void
-hex_print(const uint8_t *p, size_t n)
-{
-    static const char hx[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        putchar(hx[p[i] >> 4]);
-        putchar(hx[p[i] & 15]);
-    }
-}
+#include "peer_hex.h"
 
 /* The canonical line under construction; err keeps the first failure. */
 typedef struct canon {
