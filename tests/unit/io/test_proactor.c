@@ -1,0 +1,505 @@
+/* Proactor over loopback: a listener and a client in one proactor run a
+ * whole AMQP conversation, timers fire in order, injection from another
+ * thread wakes the loop, a refused connect is reported. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <lepton/io.h>
+
+/* Every test is bounded: a hung loop fails the run instead of the CI. */
+static void
+arm_alarm(unsigned s)
+{
+    signal(SIGALRM, SIG_DFL);
+    alarm(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* A full conversation: open/begin/attach, 1000 messages at-least-once,
+ * close at every level.                                               */
+
+#define NMSG 1000
+
+typedef struct convo {
+    lep_proactor_t *p;
+    lep_listener_t *l;
+    /* client */
+    lep_link_t *snd;
+    int sent, accepted, client_disc;
+    int client_err;
+    bool client_closed_seen;
+    /* server */
+    int received, server_disc, server_err;
+    bool server_remote_close;
+    bool body_ok;
+    int remote_opens, transport_closed;
+} convo_t;
+
+static const uint8_t TGT[] = {0xa1, 1, 'q'};
+
+static void
+make_body(uint8_t *buf, size_t *len, int n)
+{
+    /* amqp-value section: a string "message N" */
+    char text[32];
+    int tl = snprintf(text, sizeof text, "message %d", n);
+    buf[0] = 0x00;
+    buf[1] = 0x53;
+    buf[2] = 0x77;
+    buf[3] = 0xa1;
+    buf[4] = (uint8_t)tl;
+    memcpy(buf + 5, text, (size_t)tl);
+    *len = 5 + (size_t)tl;
+}
+
+static int
+client_setup(void *ctx, lep_io_conn_t *ic, lep_conn_t *c)
+{
+    convo_t *cv = ctx;
+    (void)ic;
+    assert_int_equal(lep_conn_open(c), 0);
+    lep_session_t *s;
+    assert_int_equal(lep_session_new(c, &s), 0);
+    assert_int_equal(lep_session_begin(s), 0);
+    lep_link_opts_t lo;
+    lep_link_opts_init(&lo);
+    lo.name = "sender-1";
+    lep_target_t t;
+    lep_target_init(&t);
+    t.present = LEP_TARGET_HAS_ADDRESS;
+    t.address = LEP_BYTES(TGT, sizeof TGT);
+    lo.target = &t;
+    assert_int_equal(lep_link_new(s, &lo, &cv->snd), 0);
+    assert_int_equal(lep_link_attach(cv->snd), 0);
+    return 0;
+}
+
+static void
+client_send(convo_t *cv)
+{
+    while (cv->sent < NMSG && lep_link_credit(cv->snd) > 0) {
+        uint8_t body[64];
+        size_t len;
+        make_body(body, &len, cv->sent);
+        assert_int_equal(lep_link_send(cv->snd, LEP_BYTES(NULL, 0), body, len, false, NULL), 0);
+        cv->sent++;
+    }
+}
+
+static void
+client_event(void *ctx, lep_io_conn_t *ic, const lep_event_t *ev)
+{
+    convo_t *cv = ctx;
+    (void)ic;
+    switch (ev->type) {
+    case LEP_EVENT_LINK_FLOW:
+        client_send(cv);
+        break;
+    case LEP_EVENT_DELIVERY:
+        if (lep_delivery_updated(ev->delivery) || lep_delivery_remote_settled(ev->delivery)) {
+            const lep_outcome_t *o = lep_delivery_remote_state(ev->delivery);
+            assert_non_null(o);
+            assert_int_equal(o->type, LEP_OUTCOME_ACCEPTED);
+            assert_int_equal(lep_delivery_settle(ev->delivery), 0);
+            if (++cv->accepted == NMSG)
+                assert_int_equal(lep_link_detach(cv->snd, true, NULL), 0);
+        }
+        break;
+    case LEP_EVENT_LINK_REMOTE_DETACH:
+        assert_int_equal(lep_session_end(lep_link_session(ev->link), NULL), 0);
+        break;
+    case LEP_EVENT_SESSION_REMOTE_END:
+        assert_int_equal(lep_conn_close(ev->conn, NULL), 0);
+        break;
+    case LEP_EVENT_CONN_REMOTE_CLOSE:
+        cv->client_closed_seen = true;
+        break;
+    case LEP_EVENT_TRANSPORT_CLOSED:
+        cv->transport_closed++;
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+convo_disc_common(convo_t *cv)
+{
+    if (cv->client_disc && cv->server_disc)
+        lep_proactor_interrupt(cv->p);
+}
+
+static void
+client_disconnected(void *ctx, lep_io_conn_t *ic, int err, const char *reason)
+{
+    convo_t *cv = ctx;
+    (void)ic;
+    (void)reason;
+    cv->client_disc++;
+    cv->client_err = err;
+    convo_disc_common(cv);
+}
+
+static void
+server_connected(void *ctx, lep_io_conn_t *ic)
+{
+    convo_t *cv = ctx;
+    (void)ic;
+    /* One client is all this test wants. */
+    lep_listener_close(cv->l);
+    cv->l = NULL;
+}
+
+static void
+server_event(void *ctx, lep_io_conn_t *ic, const lep_event_t *ev)
+{
+    convo_t *cv = ctx;
+    (void)ic;
+    switch (ev->type) {
+    case LEP_EVENT_CONN_REMOTE_OPEN:
+        cv->remote_opens++;
+        assert_int_equal(lep_conn_open(ev->conn), 0);
+        break;
+    case LEP_EVENT_SESSION_REMOTE_BEGIN:
+        if (lep_session_local_state(ev->session) == LEP_STATE_UNINIT)
+            assert_int_equal(lep_session_begin(ev->session), 0);
+        break;
+    case LEP_EVENT_LINK_REMOTE_ATTACH:
+        if (lep_link_local_state(ev->link) == LEP_STATE_UNINIT) {
+            assert_true(lep_link_is_receiver(ev->link));
+            assert_int_equal(lep_link_attach(ev->link), 0);
+            assert_int_equal(lep_link_flow(ev->link, 100), 0);
+        }
+        break;
+    case LEP_EVENT_DELIVERY: {
+        lep_delivery_t *d = ev->delivery;
+        if (lep_delivery_partial(d))
+            break;
+        uint8_t want[64];
+        size_t wl;
+        make_body(want, &wl, cv->received);
+        lep_bytes_t got = lep_delivery_data(d);
+        if (got.len != wl || memcmp(got.ptr, want, wl) != 0)
+            cv->body_ok = false;
+        cv->received++;
+        assert_int_equal(lep_delivery_accept(d), 0);
+        assert_int_equal(lep_delivery_settle(d), 0);
+        assert_int_equal(lep_link_flow(ev->link, 1), 0);
+        break;
+    }
+    case LEP_EVENT_LINK_REMOTE_DETACH:
+        if (lep_link_local_state(ev->link) == LEP_STATE_ACTIVE)
+            assert_int_equal(lep_link_detach(ev->link, true, NULL), 0);
+        break;
+    case LEP_EVENT_SESSION_REMOTE_END:
+        if (lep_session_local_state(ev->session) == LEP_STATE_ACTIVE)
+            assert_int_equal(lep_session_end(ev->session, NULL), 0);
+        break;
+    case LEP_EVENT_CONN_REMOTE_CLOSE:
+        cv->server_remote_close = true;
+        assert_int_equal(lep_conn_close(ev->conn, NULL), 0);
+        break;
+    case LEP_EVENT_TRANSPORT_CLOSED:
+        cv->transport_closed++;
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+server_disconnected(void *ctx, lep_io_conn_t *ic, int err, const char *reason)
+{
+    convo_t *cv = ctx;
+    (void)ic;
+    (void)reason;
+    cv->server_disc++;
+    cv->server_err = err;
+    convo_disc_common(cv);
+}
+
+static void
+test_loopback_conversation(void **state)
+{
+    (void)state;
+    arm_alarm(20);
+    convo_t cv = {.body_ok = true};
+    assert_int_equal(lep_proactor_new(&cv.p, NULL), 0);
+    lep_io_handler_t sh = {.on_connected = server_connected,
+                           .on_event = server_event,
+                           .on_disconnected = server_disconnected};
+    assert_int_equal(lep_proactor_listen(cv.p, "127.0.0.1", 0, NULL, &sh, &cv, &cv.l), 0);
+    uint16_t port = lep_listener_port(cv.l);
+    assert_true(port != 0);
+    lep_io_handler_t ch = {.on_setup = client_setup,
+                           .on_event = client_event,
+                           .on_disconnected = client_disconnected};
+    lep_io_conn_t *ic;
+    assert_int_equal(lep_proactor_connect(cv.p, "127.0.0.1", port, NULL, &ch, &cv, &ic), 0);
+    assert_non_null(lep_io_conn_engine(ic));
+    assert_ptr_equal(lep_io_conn_context(ic), &cv);
+    assert_int_equal(lep_proactor_run(cv.p), 0);
+
+    assert_int_equal(cv.sent, NMSG);
+    assert_int_equal(cv.received, NMSG);
+    assert_int_equal(cv.accepted, NMSG);
+    assert_true(cv.body_ok);
+    assert_int_equal(cv.remote_opens, 1);
+    assert_true(cv.server_remote_close);
+    assert_true(cv.client_closed_seen);
+    assert_int_equal(cv.transport_closed, 2);
+    assert_int_equal(cv.client_disc, 1);
+    assert_int_equal(cv.server_disc, 1);
+    assert_int_equal(cv.client_err, 0);
+    assert_int_equal(cv.server_err, 0);
+    assert_null(cv.l);
+    lep_proactor_free(cv.p);
+    alarm(0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Timers                                                              */
+
+typedef struct timers {
+    lep_proactor_t *p;
+    int order[8];
+    int n;
+    int64_t t0;
+    int64_t fired_at[8];
+} timers_t;
+
+typedef struct tctx {
+    timers_t *t;
+    int id;
+} tctx_t;
+
+static void
+timer_fired(void *ctx)
+{
+    tctx_t *c = ctx;
+    c->t->fired_at[c->t->n] = lep_proactor_now_ms() - c->t->t0;
+    c->t->order[c->t->n++] = c->id;
+}
+
+static void
+on_inactive_interrupt(void *ctx, lep_proactor_t *p)
+{
+    (void)ctx;
+    lep_proactor_interrupt(p);
+}
+
+static void
+test_timers_in_order(void **state)
+{
+    (void)state;
+    arm_alarm(10);
+    timers_t t = {0};
+    lep_proactor_opts_t po = {.on_inactive = on_inactive_interrupt};
+    assert_int_equal(lep_proactor_new(&t.p, &po), 0);
+    t.t0 = lep_proactor_now_ms();
+    /* ids by expected firing order; 2 and 3 share a deadline */
+    tctx_t c[5] = {{&t, 4}, {&t, 2}, {&t, 0}, {&t, 3}, {&t, 1}};
+    assert_int_equal(lep_proactor_schedule(t.p, 120, timer_fired, &c[0]), 0);
+    assert_int_equal(lep_proactor_schedule(t.p, 60, timer_fired, &c[1]), 0);
+    assert_int_equal(lep_proactor_schedule(t.p, 0, timer_fired, &c[2]), 0);
+    assert_int_equal(lep_proactor_schedule(t.p, 60, timer_fired, &c[3]), 0);
+    assert_int_equal(lep_proactor_schedule(t.p, 30, timer_fired, &c[4]), 0);
+    int64_t start = lep_proactor_now_ms();
+    assert_int_equal(lep_proactor_run(t.p), 0);
+    int64_t took = lep_proactor_now_ms() - start;
+    assert_int_equal(t.n, 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(t.order[i], i);
+    assert_true(t.fired_at[1] >= 30);
+    assert_true(t.fired_at[2] >= 60);
+    assert_true(t.fired_at[4] >= 120);
+    assert_true(took >= 120 && took < 2000);
+    lep_proactor_free(t.p);
+    alarm(0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Inject from another thread                                          */
+
+typedef struct inj {
+    lep_proactor_t *p;
+    int count;
+    pthread_t loop_thread;
+    bool ran_on_loop;
+} inj_t;
+
+static void
+injected(void *ctx)
+{
+    inj_t *in = ctx;
+    in->ran_on_loop = pthread_equal(pthread_self(), in->loop_thread);
+    if (++in->count == 3)
+        lep_proactor_interrupt(in->p);
+}
+
+static void *
+injector(void *arg)
+{
+    inj_t *in = arg;
+    for (int i = 0; i < 3; i++) {
+        usleep(30000); /* the loop is asleep in epoll_wait, no timers */
+        lep_proactor_inject(in->p, injected, in);
+    }
+    return NULL;
+}
+
+static void
+noop_timer(void *ctx)
+{
+    (void)ctx;
+}
+
+static void
+test_inject_wakes_loop(void **state)
+{
+    (void)state;
+    arm_alarm(10);
+    inj_t in = {0};
+    assert_int_equal(lep_proactor_new(&in.p, NULL), 0);
+    in.loop_thread = pthread_self();
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, injector, &in), 0);
+    int64_t start = lep_proactor_now_ms();
+    assert_int_equal(lep_proactor_run(in.p), 0);
+    int64_t took = lep_proactor_now_ms() - start;
+    pthread_join(th, NULL);
+    assert_int_equal(in.count, 3);
+    assert_true(in.ran_on_loop);
+    assert_true(took < 5000);
+    /* A far timer does not keep an injection waiting either. */
+    assert_int_equal(lep_proactor_schedule(in.p, 60000, noop_timer, NULL), 0);
+    in.count = 2;
+    assert_int_equal(lep_proactor_inject(in.p, injected, &in), 0);
+    assert_int_equal(lep_proactor_run(in.p), 0);
+    assert_int_equal(in.count, 3);
+    /* An interrupt before run makes run return at once. */
+    lep_proactor_interrupt(in.p);
+    assert_int_equal(lep_proactor_run(in.p), 0);
+    lep_proactor_free(in.p); /* frees the pending timer */
+    alarm(0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connect to a closed port                                            */
+
+typedef struct refused {
+    lep_proactor_t *p;
+    int disc, err, connected, transport_error, closed;
+    char reason[160];
+} refused_t;
+
+static void
+refused_connected(void *ctx, lep_io_conn_t *ic)
+{
+    (void)ic;
+    ((refused_t *)ctx)->connected++;
+}
+
+static void
+refused_event(void *ctx, lep_io_conn_t *ic, const lep_event_t *ev)
+{
+    refused_t *r = ctx;
+    (void)ic;
+    if (ev->type == LEP_EVENT_TRANSPORT_ERROR)
+        r->transport_error++;
+    if (ev->type == LEP_EVENT_TRANSPORT_CLOSED)
+        r->closed++;
+}
+
+static void
+refused_disconnected(void *ctx, lep_io_conn_t *ic, int err, const char *reason)
+{
+    refused_t *r = ctx;
+    (void)ic;
+    r->disc++;
+    r->err = err;
+    snprintf(r->reason, sizeof r->reason, "%s", reason);
+}
+
+static int
+open_setup(void *ctx, lep_io_conn_t *ic, lep_conn_t *c)
+{
+    (void)ctx;
+    (void)ic;
+    return lep_conn_open(c);
+}
+
+static void
+test_connect_refused(void **state)
+{
+    (void)state;
+    arm_alarm(10);
+    refused_t r = {0};
+    lep_proactor_opts_t po = {.on_inactive = on_inactive_interrupt};
+    assert_int_equal(lep_proactor_new(&r.p, &po), 0);
+    /* A port that was just free: listen, note it, close. */
+    lep_listener_t *l;
+    assert_int_equal(lep_proactor_listen(r.p, "127.0.0.1", 0, NULL, NULL, NULL, &l), 0);
+    uint16_t port = lep_listener_port(l);
+    lep_listener_close(l);
+    lep_io_handler_t h = {.on_setup = open_setup,
+                          .on_connected = refused_connected,
+                          .on_event = refused_event,
+                          .on_disconnected = refused_disconnected};
+    assert_int_equal(lep_proactor_connect(r.p, "127.0.0.1", port, NULL, &h, &r, NULL), 0);
+    assert_int_equal(lep_proactor_run(r.p), 0);
+    assert_int_equal(r.disc, 1);
+    assert_int_equal(r.connected, 0);
+    assert_int_equal(r.err, ECONNREFUSED);
+    assert_non_null(strstr(r.reason, "connect"));
+    assert_int_equal(r.closed, 1);
+    lep_proactor_free(r.p);
+    alarm(0);
+}
+
+static void
+test_bad_arguments(void **state)
+{
+    (void)state;
+    lep_proactor_t *p;
+    assert_int_equal(lep_proactor_new(&p, NULL), 0);
+    assert_int_equal(lep_proactor_connect(p, NULL, 1, NULL, NULL, NULL, NULL), LEP_ERR_INVALID);
+    assert_int_equal(lep_proactor_connect(p, "no.such.host.invalid", 1, NULL, NULL, NULL, NULL),
+                     LEP_ERR_IO);
+    lep_conn_opts_t o;
+    lep_conn_opts_init(&o);
+    o.server = true;
+    assert_int_equal(lep_proactor_connect(p, "127.0.0.1", 1, &o, NULL, NULL, NULL),
+                     LEP_ERR_INVALID);
+    assert_int_equal(lep_proactor_inject(p, NULL, NULL), LEP_ERR_INVALID);
+    assert_int_equal(lep_proactor_schedule(p, 1, NULL, NULL), LEP_ERR_INVALID);
+    /* IPv6 loopback listens too (skipped where the host has no IPv6). */
+    lep_listener_t *l;
+    if (lep_proactor_listen(p, "::1", 0, NULL, NULL, NULL, &l) == 0) {
+        assert_true(lep_listener_port(l) != 0);
+        lep_listener_close(l);
+    }
+    lep_proactor_free(p);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loopback_conversation),
+        cmocka_unit_test(test_timers_in_order),
+        cmocka_unit_test(test_inject_wakes_loop),
+        cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
