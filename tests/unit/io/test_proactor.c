@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -491,6 +493,234 @@ test_bad_arguments(void **state)
     lep_proactor_free(p);
 }
 
+/* ------------------------------------------------------------------ */
+/* A message far larger than the socket buffers: partial writes wait
+ * for EPOLLOUT, reads come in many chunks.                            */
+
+#define BIG (4u << 20)
+
+typedef struct big {
+    lep_proactor_t *p;
+    lep_link_t *snd;
+    uint8_t *msg;
+    bool sent, got_ok, accepted;
+    int disc, errs;
+} big_t;
+
+static int
+big_client_setup(void *ctx, lep_io_conn_t *ic, lep_conn_t *c)
+{
+    big_t *b = ctx;
+    (void)ic;
+    lep_session_t *s;
+    lep_link_opts_t lo;
+    lep_link_opts_init(&lo);
+    lo.name = "big";
+    assert_int_equal(lep_conn_open(c), 0);
+    assert_int_equal(lep_session_new(c, &s), 0);
+    assert_int_equal(lep_session_begin(s), 0);
+    assert_int_equal(lep_link_new(s, &lo, &b->snd), 0);
+    return lep_link_attach(b->snd);
+}
+
+static void
+big_client_event(void *ctx, lep_io_conn_t *ic, const lep_event_t *ev)
+{
+    big_t *b = ctx;
+    (void)ic;
+    if (ev->type == LEP_EVENT_LINK_FLOW && !b->sent && lep_link_credit(b->snd)) {
+        assert_int_equal(lep_link_send(b->snd, LEP_BYTES(NULL, 0), b->msg, BIG, false, NULL), 0);
+        b->sent = true;
+    } else if (ev->type == LEP_EVENT_DELIVERY && lep_delivery_updated(ev->delivery)) {
+        b->accepted = lep_delivery_remote_state(ev->delivery)->type == LEP_OUTCOME_ACCEPTED;
+        assert_int_equal(lep_delivery_settle(ev->delivery), 0);
+    } else if (ev->type == LEP_EVENT_CONN_REMOTE_CLOSE) {
+        assert_int_equal(lep_conn_close(ev->conn, NULL), 0);
+    }
+}
+
+static void
+big_server_event(void *ctx, lep_io_conn_t *ic, const lep_event_t *ev)
+{
+    big_t *b = ctx;
+    (void)ic;
+    switch (ev->type) {
+    case LEP_EVENT_CONN_REMOTE_OPEN:
+        assert_int_equal(lep_conn_open(ev->conn), 0);
+        break;
+    case LEP_EVENT_SESSION_REMOTE_BEGIN:
+        assert_int_equal(lep_session_begin(ev->session), 0);
+        break;
+    case LEP_EVENT_LINK_REMOTE_ATTACH:
+        assert_int_equal(lep_link_attach(ev->link), 0);
+        assert_int_equal(lep_link_flow(ev->link, 1), 0);
+        break;
+    case LEP_EVENT_DELIVERY:
+        if (lep_delivery_partial(ev->delivery))
+            break;
+        b->got_ok = lep_delivery_data(ev->delivery).len == BIG &&
+                    memcmp(lep_delivery_data(ev->delivery).ptr, b->msg, BIG) == 0;
+        assert_int_equal(lep_delivery_accept(ev->delivery), 0);
+        assert_int_equal(lep_delivery_settle(ev->delivery), 0);
+        /* Closing the connection right away still lets the disposition
+         * out first: output is written in order. */
+        assert_int_equal(lep_conn_close(ev->conn, NULL), 0);
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+big_disconnected(void *ctx, lep_io_conn_t *ic, int err, const char *reason)
+{
+    big_t *b = ctx;
+    (void)ic;
+    if (err)
+        fprintf(stderr, "big: disconnected: %s\n", reason);
+    b->errs += err != 0;
+    if (++b->disc == 2)
+        lep_proactor_interrupt(b->p);
+}
+
+static void
+test_big_message(void **state)
+{
+    (void)state;
+    arm_alarm(20);
+    big_t b = {0};
+    b.msg = malloc(BIG);
+    assert_non_null(b.msg);
+    for (size_t i = 0; i < BIG; i++)
+        b.msg[i] = (uint8_t)(i * 7 + (i >> 13));
+    /* Small reads: many chunks for one frame. */
+    lep_proactor_opts_t po = {.read_chunk = 4096};
+    assert_int_equal(lep_proactor_new(&b.p, &po), 0);
+    lep_io_handler_t sh = {.on_event = big_server_event, .on_disconnected = big_disconnected};
+    lep_listener_t *l;
+    assert_int_equal(lep_proactor_listen(b.p, "127.0.0.1", 0, NULL, &sh, &b, &l), 0);
+    lep_io_handler_t ch = {.on_setup = big_client_setup,
+                           .on_event = big_client_event,
+                           .on_disconnected = big_disconnected};
+    assert_int_equal(
+        lep_proactor_connect(b.p, "127.0.0.1", lep_listener_port(l), NULL, &ch, &b, NULL), 0);
+    assert_int_equal(lep_proactor_run(b.p), 0);
+    assert_true(b.sent);
+    assert_true(b.got_ok);
+    assert_true(b.accepted);
+    assert_int_equal(b.disc, 2);
+    assert_int_equal(b.errs, 0);
+    lep_proactor_free(b.p); /* also frees the still-open listener */
+    free(b.msg);
+    alarm(0);
+}
+
+/* ------------------------------------------------------------------ */
+/* The server drops the socket mid-handshake: the client hears of it.  */
+
+typedef struct drop {
+    lep_proactor_t *p;
+    int disc, client_err, server_err, client_transport_error;
+} drop_t;
+
+static void
+drop_server_event(void *ctx, lep_io_conn_t *ic, const lep_event_t *ev)
+{
+    (void)ctx;
+    if (ev->type == LEP_EVENT_CONN_REMOTE_OPEN)
+        lep_io_conn_abort(ic);
+}
+
+static void
+drop_client_event(void *ctx, lep_io_conn_t *ic, const lep_event_t *ev)
+{
+    (void)ic;
+    if (ev->type == LEP_EVENT_TRANSPORT_ERROR)
+        ((drop_t *)ctx)->client_transport_error++;
+}
+
+static void
+drop_server_disc(void *ctx, lep_io_conn_t *ic, int err, const char *reason)
+{
+    drop_t *d = ctx;
+    (void)ic;
+    (void)reason;
+    d->server_err = err;
+    if (++d->disc == 2)
+        lep_proactor_interrupt(d->p);
+}
+
+static void
+drop_client_disc(void *ctx, lep_io_conn_t *ic, int err, const char *reason)
+{
+    drop_t *d = ctx;
+    (void)ic;
+    (void)reason;
+    d->client_err = err;
+    if (++d->disc == 2)
+        lep_proactor_interrupt(d->p);
+}
+
+static void
+test_peer_drops(void **state)
+{
+    (void)state;
+    arm_alarm(10);
+    drop_t d = {0};
+    assert_int_equal(lep_proactor_new(&d.p, NULL), 0);
+    lep_io_handler_t sh = {.on_event = drop_server_event, .on_disconnected = drop_server_disc};
+    lep_listener_t *l;
+    assert_int_equal(lep_proactor_listen(d.p, "127.0.0.1", 0, NULL, &sh, &d, &l), 0);
+    lep_io_handler_t ch = {.on_setup = open_setup,
+                           .on_event = drop_client_event,
+                           .on_disconnected = drop_client_disc};
+    assert_int_equal(
+        lep_proactor_connect(d.p, "127.0.0.1", lep_listener_port(l), NULL, &ch, &d, NULL), 0);
+    assert_int_equal(lep_proactor_run(d.p), 0);
+    assert_int_equal(d.disc, 2);
+    assert_int_equal(d.server_err, ECONNABORTED);
+    assert_true(d.client_err != 0);
+    assert_int_equal(d.client_transport_error, 1);
+    lep_proactor_free(d.p);
+    alarm(0);
+}
+
+/* run() is single-threaded today: a second concurrent call refuses. */
+static void *
+second_run(void *arg)
+{
+    lep_proactor_t *p = arg;
+    intptr_t rc = lep_proactor_run(p);
+    lep_proactor_interrupt(p);
+    return (void *)rc;
+}
+
+static void
+start_second(void *ctx)
+{
+    void **a = ctx;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, second_run, a[0]), 0);
+    void *rc;
+    pthread_join(th, &rc);
+    a[1] = rc;
+}
+
+static void
+test_concurrent_run_refused(void **state)
+{
+    (void)state;
+    arm_alarm(10);
+    lep_proactor_t *p;
+    assert_int_equal(lep_proactor_new(&p, NULL), 0);
+    void *a[2] = {p, NULL};
+    assert_int_equal(lep_proactor_inject(p, start_second, a), 0);
+    assert_int_equal(lep_proactor_run(p), 0);
+    assert_int_equal((intptr_t)a[1], LEP_ERR_STATE);
+    lep_proactor_free(p);
+    alarm(0);
+}
+
 int
 main(void)
 {
@@ -500,6 +730,9 @@ main(void)
         cmocka_unit_test(test_inject_wakes_loop),
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_big_message),
+        cmocka_unit_test(test_peer_drops),
+        cmocka_unit_test(test_concurrent_run_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
