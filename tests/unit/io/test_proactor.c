@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -721,6 +722,110 @@ test_concurrent_run_refused(void **state)
     alarm(0);
 }
 
+/* ------------------------------------------------------------------ */
+/* Idle timeouts: both sides ask for 100 ms and stay silent for 600 ms.
+ * Only heartbeats written on the merged tick deadlines keep the
+ * connection up, and waiting for them costs next to no CPU.           */
+
+typedef struct idle {
+    lep_proactor_t *p;
+    lep_io_conn_t *client;
+    int disc, errs, transport_errors;
+    uint32_t remote_idle;
+    bool closed_by_timer;
+} idle_t;
+
+static int
+idle_setup(void *ctx, lep_io_conn_t *ic, lep_conn_t *c)
+{
+    idle_t *d = ctx;
+    if (!lep_conn_is_server(c))
+        d->client = ic;
+    return lep_conn_is_server(c) ? 0 : lep_conn_open(c);
+}
+
+static void
+idle_close(void *ctx)
+{
+    idle_t *d = ctx;
+    d->closed_by_timer = true;
+    assert_int_equal(lep_conn_close(lep_io_conn_engine(d->client), NULL), 0);
+    lep_io_conn_wake(d->client);
+}
+
+static void
+idle_event(void *ctx, lep_io_conn_t *ic, const lep_event_t *ev)
+{
+    idle_t *d = ctx;
+    if (ev->type == LEP_EVENT_TRANSPORT_ERROR)
+        d->transport_errors++;
+    if (ev->type == LEP_EVENT_CONN_REMOTE_OPEN) {
+        if (lep_conn_is_server(ev->conn)) {
+            assert_int_equal(lep_conn_open(ev->conn), 0);
+        } else {
+            assert_ptr_equal(ic, d->client);
+            d->remote_idle = lep_conn_remote_idle_timeout(ev->conn);
+            assert_int_equal(lep_proactor_schedule(d->p, 600, idle_close, d), 0);
+        }
+    }
+    if (ev->type == LEP_EVENT_CONN_REMOTE_CLOSE && lep_conn_is_server(ev->conn))
+        assert_int_equal(lep_conn_close(ev->conn, NULL), 0);
+}
+
+static void
+idle_disc(void *ctx, lep_io_conn_t *ic, int err, const char *reason)
+{
+    idle_t *d = ctx;
+    (void)ic;
+    if (err)
+        fprintf(stderr, "idle: disconnected: %s\n", reason);
+    d->errs += err != 0;
+    if (++d->disc == 2)
+        lep_proactor_interrupt(d->p);
+}
+
+static double
+cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void
+test_idle_heartbeats(void **state)
+{
+    (void)state;
+    arm_alarm(10);
+    idle_t d = {0};
+    assert_int_equal(lep_proactor_new(&d.p, NULL), 0);
+    lep_conn_opts_t o;
+    lep_conn_opts_init(&o);
+    o.idle_timeout_ms = 100;
+    lep_io_handler_t h = {.on_setup = idle_setup, .on_event = idle_event,
+                          .on_disconnected = idle_disc};
+    lep_listener_t *l;
+    assert_int_equal(lep_proactor_listen(d.p, "127.0.0.1", 0, &o, &h, &d, &l), 0);
+    assert_int_equal(
+        lep_proactor_connect(d.p, "127.0.0.1", lep_listener_port(l), &o, &h, &d, NULL), 0);
+    double cpu0 = cpu_seconds();
+    int64_t t0 = lep_proactor_now_ms();
+    assert_int_equal(lep_proactor_run(d.p), 0);
+    int64_t took = lep_proactor_now_ms() - t0;
+    double cpu = cpu_seconds() - cpu0;
+    assert_int_equal(d.remote_idle, 100);
+    assert_true(d.closed_by_timer);
+    assert_int_equal(d.transport_errors, 0);
+    assert_int_equal(d.errs, 0);
+    assert_int_equal(d.disc, 2);
+    assert_true(took >= 600);
+    /* A busy loop would burn the whole 600 ms. */
+    assert_true(cpu < 0.3);
+    lep_proactor_free(d.p);
+    alarm(0);
+}
+
 int
 main(void)
 {
@@ -733,6 +838,7 @@ main(void)
         cmocka_unit_test(test_big_message),
         cmocka_unit_test(test_peer_drops),
         cmocka_unit_test(test_concurrent_run_refused),
+        cmocka_unit_test(test_idle_heartbeats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
