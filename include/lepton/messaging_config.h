@@ -49,9 +49,12 @@ LEP_EXPORT void lep_url_fini(lep_url_t *u);
 /* connect.json, with Proton's keys and defaults:
  *   scheme "amqps", host "localhost", port = the scheme's port (a number or
  *   a string such as "amqp" / "5672"), user / password none,
- *   sasl.enabled true, sasl.mechanisms none (library default; a string of
- *   space-separated names or a list of strings), sasl.allow_insecure false,
+ *   sasl.enabled true (Proton spells it "enable"; both are accepted),
+ *   sasl.mechanisms none (library default; a string of space-separated
+ *   names or a list of strings), sasl.allow_insecure false,
  *   tls.ca / tls.cert / tls.key none, tls.verify true.
+ * As in Proton, null means "the default", JavaScript comments are allowed,
+ * and a "tls" object is an error unless the scheme is "amqps".
  * Unknown keys and wrong types are errors ("FILE:LINE:COL: message").
  * String fields are owned by the struct (NULL when absent). */
 typedef struct lep_connect_config {

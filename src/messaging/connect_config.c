@@ -185,6 +185,36 @@ set_mechanisms(ctx_t *x, const lepi_json_t *v)
     return 0;
 }
 
+static bool
+in_list(const char *key, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(key, *list) == 0)
+            return true;
+    return false;
+}
+
+static bool
+is_sasl_key(const char *k)
+{
+    static const char *const keys[] = {"enabled", "enable", "allow_insecure", "mechanisms", NULL};
+    return in_list(k, keys);
+}
+
+static bool
+is_tls_key(const char *k)
+{
+    static const char *const keys[] = {"ca", "cert", "key", "verify", NULL};
+    return in_list(k, keys);
+}
+
+static bool
+is_top_key(const char *k)
+{
+    static const char *const keys[] = {"scheme", "host", "port", "user", "password", "sasl", "tls", NULL};
+    return in_list(k, keys);
+}
+
 static int
 parse_sasl(ctx_t *x, const lepi_json_t *v)
 {
@@ -192,9 +222,13 @@ parse_sasl(ctx_t *x, const lepi_json_t *v)
         return type_error(x, v, "sasl", "an object");
     for (size_t i = 0; i < v->u.obj.n; i++) {
         const lepi_json_member_t *m = &v->u.obj.members[i];
-        int rc;
-        if (strcmp(m->key, "enabled") == 0)
-            rc = set_bool(x, &m->value, "sasl.enabled", &x->c->sasl_enabled);
+        int rc = 0;
+        if (m->value.type == LEPI_JSON_NULL && is_sasl_key(m->key))
+            continue;
+        /* Proton's code and docs spell it "enable"; the issue "enabled". */
+        if (strcmp(m->key, "enabled") == 0 || strcmp(m->key, "enable") == 0)
+            rc = set_bool(x, &m->value, m->key[6] ? "sasl.enabled" : "sasl.enable",
+                          &x->c->sasl_enabled);
         else if (strcmp(m->key, "allow_insecure") == 0)
             rc = set_bool(x, &m->value, "sasl.allow_insecure", &x->c->sasl_allow_insecure);
         else if (strcmp(m->key, "mechanisms") == 0)
@@ -215,6 +249,8 @@ parse_tls(ctx_t *x, const lepi_json_t *v)
     for (size_t i = 0; i < v->u.obj.n; i++) {
         const lepi_json_member_t *m = &v->u.obj.members[i];
         int rc;
+        if (m->value.type == LEPI_JSON_NULL && is_tls_key(m->key))
+            continue;
         if (strcmp(m->key, "ca") == 0)
             rc = set_string(x, &m->value, "tls.ca", &x->c->tls_ca);
         else if (strcmp(m->key, "cert") == 0)
@@ -235,6 +271,7 @@ static int
 apply(ctx_t *x, const lepi_json_t *root)
 {
     bool port_set = false;
+    const lepi_json_t *tls = NULL;
     int rc;
     if (root->type != LEPI_JSON_OBJECT)
         return cfg_fail(x->c, x->name, LEP_ERR_INVALID, "%d:%d: the top level must be an object, not %s",
@@ -243,6 +280,10 @@ apply(ctx_t *x, const lepi_json_t *root)
         const lepi_json_member_t *m = &root->u.obj.members[i];
         const lepi_json_t *v = &m->value;
         const char *k = m->key;
+        /* Proton reads null as "the default" (its documented template
+         * lists "user": null and so on). */
+        if (v->type == LEPI_JSON_NULL && is_top_key(k))
+            continue;
         if (strcmp(k, "scheme") == 0) {
             if (v->type == LEPI_JSON_STRING && strcmp(v->u.str.ptr, "amqp") != 0 &&
                 strcmp(v->u.str.ptr, "amqps") != 0)
@@ -265,12 +306,19 @@ apply(ctx_t *x, const lepi_json_t *root)
             rc = parse_sasl(x, v);
         } else if (strcmp(k, "tls") == 0) {
             rc = parse_tls(x, v);
+            tls = v;
         } else {
             rc = unknown_key(x, m, "");
         }
         if (rc)
             return rc;
     }
+    /* As in Proton: TLS settings on a plain connection are a mistake the
+     * user should hear about rather than a silent no-op. */
+    if (tls && strcmp(x->c->scheme, "amqps") != 0)
+        return cfg_fail(x->c, x->name, LEP_ERR_INVALID,
+                        "%d:%d: \"tls\" is not allowed unless \"scheme\" is \"amqps\"", tls->line,
+                        tls->col);
     /* Proton's default port is the scheme's service name. */
     if (!port_set)
         x->c->port = strcmp(x->c->scheme, "amqp") == 0 ? LEP_AMQP_PORT : LEP_AMQPS_PORT;

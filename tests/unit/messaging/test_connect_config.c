@@ -245,7 +245,7 @@ ffree(void *p, void *ctx)
 
 static const char full_config[] =
     "{\n"
-    "  \"scheme\": \"amqp\", \"host\": \"broker.example\", \"port\": 5673,\n"
+    "  \"scheme\": \"amqps\", \"host\": \"broker.example\", \"port\": 5673,\n"
     "  \"user\": \"alice\", \"password\": \"s\\u00e9cret\",\n"
     "  \"sasl\": {\"enabled\": true, \"mechanisms\": [\"SCRAM-SHA-256\", \"PLAIN\"],\n"
     "           \"allow_insecure\": true},\n"
@@ -339,7 +339,7 @@ test_full(void **state)
     int rc = lep_connect_config_parse(&c, full_config, strlen(full_config), "full.json");
     if (rc)
         fail_msg("%s", c.error);
-    assert_string_equal(c.scheme, "amqp");
+    assert_string_equal(c.scheme, "amqps");
     assert_string_equal(c.host, "broker.example");
     assert_int_equal(c.port, 5673);
     assert_string_equal(c.user, "alice");
@@ -372,6 +372,53 @@ test_full(void **state)
     lep_connect_config_fini(&c);
 }
 
+/* Proton's documented template: every default spelled out, null included. */
+static const char proton_template[] =
+    "{\n"
+    "  \"scheme\": \"amqps\",   // [string] \"amqp\" (no TLS) or \"amqps\"\n"
+    "  \"host\": \"localhost\",\n"
+    "  \"port\": \"amqps\",\n"
+    "  \"user\": null,\n"
+    "  \"password\": null,\n"
+    "  \"sasl\": {\n"
+    "    \"enable\": true,\n"
+    "    \"mechanisms\": null,\n"
+    "    \"allow_insecure\": false\n"
+    "  },\n"
+    "  \"tls\": {\"cert\": null, \"key\": null, \"ca\": null, \"verify\": true}\n"
+    "}\n";
+
+static void
+test_proton_template(void **state)
+{
+    (void)state;
+    lep_connect_config_t c, d;
+    assert_int_equal(lep_connect_config_init(&c), 0);
+    assert_int_equal(lep_connect_config_init(&d), 0);
+    int rc = lep_connect_config_parse(&c, proton_template, strlen(proton_template), "t.json");
+    if (rc)
+        fail_msg("%s", c.error);
+    assert_string_equal(c.scheme, d.scheme);
+    assert_string_equal(c.host, d.host);
+    assert_int_equal(c.port, d.port);
+    assert_null(c.user);
+    assert_null(c.password);
+    assert_true(c.sasl_enabled);
+    assert_null(c.sasl_mechanisms);
+    assert_false(c.sasl_allow_insecure);
+    assert_null(c.tls_ca);
+    assert_null(c.tls_cert);
+    assert_null(c.tls_key);
+    assert_true(c.tls_verify);
+    /* null after a value keeps the value (it means "default", not "clear") */
+    const char *j = "{\"sasl\": {\"enable\": false, \"enabled\": null}, \"host\": null}";
+    assert_int_equal(lep_connect_config_parse(&c, j, strlen(j), "t.json"), 0);
+    assert_false(c.sasl_enabled);
+    assert_string_equal(c.host, "localhost");
+    lep_connect_config_fini(&c);
+    lep_connect_config_fini(&d);
+}
+
 static void
 cbad(const char *json, int want_rc, const char *msg)
 {
@@ -399,7 +446,15 @@ test_config_errors(void **state)
     cbad("{\"scheme\": \"http\"}", LEP_ERR_INVALID,
          "/etc/x.json: 1:12: \"scheme\" must be \"amqp\" or \"amqps\"");
     cbad("{\"scheme\": 1}", LEP_ERR_INVALID, "/etc/x.json: 1:12: \"scheme\" must be a string, not number");
-    cbad("{\"host\": null}", LEP_ERR_INVALID, "/etc/x.json: 1:10: \"host\" must be a string, not null");
+    cbad("{\"host\": []}", LEP_ERR_INVALID, "/etc/x.json: 1:10: \"host\" must be a string, not array");
+    cbad("{\"sasl\": {\"enable\": 1}}", LEP_ERR_INVALID,
+         "/etc/x.json: 1:21: \"sasl.enable\" must be a boolean, not number");
+    cbad("{\"tls\": {}, \"scheme\": \"amqp\"}", LEP_ERR_INVALID,
+         "/etc/x.json: 1:9: \"tls\" is not allowed unless \"scheme\" is \"amqps\"");
+    cbad("{\"scheme\": \"amqp\",\n \"tls\": {\"verify\": false}}", LEP_ERR_INVALID,
+         "/etc/x.json: 2:9: \"tls\" is not allowed unless \"scheme\" is \"amqps\"");
+    cbad("{\"nope\": null}", LEP_ERR_INVALID, "/etc/x.json: 1:2: unknown key \"nope\"");
+    cbad("{\"tls\": {\"nope\": null}}", LEP_ERR_INVALID, "/etc/x.json: 1:10: unknown key \"tls.nope\"");
     cbad("{\"host\": \"\"}", LEP_ERR_INVALID, "/etc/x.json: 1:10: \"host\" is empty");
     cbad("{\"user\": [\"a\"]}", LEP_ERR_INVALID, "/etc/x.json: 1:10: \"user\" must be a string, not array");
     cbad("{\"password\": false}", LEP_ERR_INVALID,
@@ -643,6 +698,7 @@ main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_proton_template),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_search_order),
         cmocka_unit_test(test_search_real_env),
