@@ -22,7 +22,8 @@ extern "C" {
 /* A parsed AMQP URL.  All strings point into one buffer owned by the struct
  * and stay valid until lep_url_fini().  user, password and address are
  * percent-decoded; an absent part is NULL (an empty one is "").  host has no
- * IPv6 brackets. */
+ * IPv6 brackets; inside brackets it is decoded too, for RFC 6874 zone ids
+ * ("[fe80::1%25eth0]" gives "fe80::1%eth0", as getaddrinfo wants). */
 typedef struct lep_url {
     const char *scheme;   /* "amqp" or "amqps"; "amqp" when the URL has none */
     const char *user;
@@ -40,7 +41,7 @@ typedef struct lep_url {
  * "[user[:pass]@]host[:port][/address]" (scheme amqp).  The port may be a
  * number 0-65535 or the service names "amqp" / "amqps".  Returns 0, or
  * LEP_ERR_INVALID (message in out->error) for an unknown scheme, an empty
- * host, a bad or out-of-range port, an unterminated IPv6 bracket or a bad
+ * host or one with spaces/control characters, a bad or out-of-range port, an unterminated IPv6 bracket or a bad
  * percent escape; LEP_ERR_NOMEM.  out needs no prior init; call
  * lep_url_fini() afterwards in every case. */
 LEP_EXPORT int lep_url_parse(const char *s, lep_url_t *out);

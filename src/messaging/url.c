@@ -146,6 +146,9 @@ lep_url_parse(const char *s, lep_url_t *u)
     }
     if (host == host_end)
         return url_fail(u, "empty host");
+    for (const char *q = host; q < host_end; q++)
+        if ((unsigned char)*q <= 0x20 || *q == 0x7f)
+            return url_fail(u, "space or control character in host");
     if (port) {
         int rc = parse_port(u, port, (size_t)(port_end - port));
         if (rc)
@@ -170,7 +173,14 @@ lep_url_parse(const char *s, lep_url_t *u)
         if (colon && !(u->password = put_decoded(&w, colon + 1, (size_t)(at - colon - 1))))
             return url_fail(u, "bad percent escape in password");
     }
-    u->host = put_raw(&w, host, (size_t)(host_end - host));
+    /* Only a bracketed literal may hold an escape: RFC 6874's zone id,
+     * "[fe80::1%25eth0]", which getaddrinfo wants as "fe80::1%eth0". */
+    if (hp < auth_end && *hp == '[') {
+        if (!(u->host = put_decoded(&w, host, (size_t)(host_end - host))))
+            return url_fail(u, "bad percent escape in host");
+    } else {
+        u->host = put_raw(&w, host, (size_t)(host_end - host));
+    }
     if (port) {
         u->port_str = put_raw(&w, port, (size_t)(port_end - port));
     } else {

@@ -87,7 +87,7 @@ test_ipv6(void **state)
 {
     (void)state;
     ok("amqp://[::1]:5673/q", "amqp", NULL, NULL, "::1", 5673, "q");
-    ok("amqps://[fe80::1%25eth0]", "amqps", NULL, NULL, "fe80::1%25eth0", 5671, NULL);
+    ok("amqps://[fe80::1%25eth0]", "amqps", NULL, NULL, "fe80::1%eth0", 5671, NULL);
     ok("amqp://u:p@[2001:db8::7]/x", "amqp", "u", "p", "2001:db8::7", 5672, "x");
 }
 
@@ -135,6 +135,9 @@ test_errors(void **state)
     bad("amqp://[::1:5672/q", "unterminated '[' in IPv6 address");
     bad("amqp://[::1]x/q", "unexpected characters after ']'");
     bad("amqp://::1/q", "IPv6 address must be in brackets");
+    bad("amqp://[fe80::1%eth0]/q", "bad percent escape in host");
+    bad("amqp://bad host/q", "space or control character in host");
+    bad("amqp://h\tx", "space or control character in host");
     bad("amqp://u%zz:p@h", "bad percent escape in user");
     bad("amqp://u:p%4@h", "bad percent escape in password");
     bad("amqp://h/a%", "bad percent escape in address");
