@@ -3,7 +3,8 @@
  * Builds a tree owned by the caller (lepi_json_free).  Strict: no trailing
  * commas, no leading zeros, no NaN, strings must be valid UTF-8 without raw
  * control characters, duplicate object keys are rejected.  The one
- * extension is optional JavaScript comments, because Proton documents
+ * limit beyond RFC 8259 is numbers of at most 63 characters (LEP_ERR_LIMIT);
+ * the one extension is optional JavaScript comments, because Proton documents
  * connect.json as "JSON with comments".  Every node records the line:column
  * where it starts so callers can report errors against the file. */
 #ifndef LEPTON_MESSAGING_JSON_H
