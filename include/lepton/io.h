@@ -59,7 +59,8 @@ typedef struct lep_io_handler {
      * (SASL, TLS), set contexts, maybe lep_conn_open().  A non-zero
      * return refuses the connection: for an accepted socket it is closed
      * silently; for lep_proactor_connect() the call fails with that
-     * value.  No other callback follows a refusal. */
+     * value.  No other callback follows a refusal.  It must not call
+     * lep_io_conn_wake or lep_io_conn_abort (ic is not live yet). */
     int (*on_setup)(void *ctx, lep_io_conn_t *ic, lep_conn_t *c);
     /* The socket is connected (client) or accepted (server). */
     void (*on_connected)(void *ctx, lep_io_conn_t *ic);

@@ -178,14 +178,23 @@ lepi_io_conn_process(lep_io_conn_t *ic)
     if (ic->dead)
         return;
     if (!ic->connecting) {
+        /* Handlers that keep making events (a sender refilled on every
+         * flow) get a bounded turn; the rest waits for the next round of
+         * the loop so other sockets are served meanwhile. */
+        int n = 0;
         for (int round = 0; round < 64; round++) {
-            int n = dispatch(ic);
+            n = dispatch(ic);
             ic->deadline = lep_conn_tick(ic->c, ic->p->now);
             n += dispatch(ic);
             flush(ic);
             n += dispatch(ic);
             if (!n)
                 break;
+        }
+        if (n) {
+            update_interest(ic);
+            lep_io_conn_wake(ic);
+            return;
         }
     }
     bool done = lep_conn_finished(ic->c) || (ic->read_closed && ic->write_closed) ||
