@@ -31,11 +31,12 @@
  * IMPLEMENTED YET.  Thread-safe from any thread: lep_proactor_inject(),
  * lep_proactor_schedule(), lep_proactor_interrupt().  Everything else
  * only from inside callbacks or, before/after run, from the thread that
- * owns the proactor.
+ * owns the proactor.  lep_io_conn_inject() is the thread-safe way to act
+ * on one connection.
  *
  * NOT IMPLEMENTED YET (not declared, so nothing silently succeeds):
- * connect by URL, amqps, reconnect with backoff and failover, per-
- * connection work queues, a thread pool, signal-driven stop.  Host names
+ * connect by URL, amqps, reconnect with backoff and failover, a thread
+ * pool, signal-driven stop.  Host names
  * are resolved with a blocking getaddrinfo(); numeric addresses never
  * block. */
 #ifndef LEPTON_IO_H
@@ -147,6 +148,15 @@ LEP_EXPORT void *lep_io_conn_context(const lep_io_conn_t *ic);
  * events and write its output before waiting again.  (Not needed inside
  * the connection's own callbacks.) */
 LEP_EXPORT void lep_io_conn_wake(lep_io_conn_t *ic);
+/* Any thread: fn(ctx) runs in the connection's serialized context (in
+ * run(), never concurrently with its callbacks), in submission order,
+ * and the connection's events and output are handled afterwards, so fn
+ * may use the engine objects freely.  Every accepted item runs exactly
+ * once; items still queued when the connection ends run just before
+ * on_disconnected (the engine is closed by then).  The caller must know
+ * ic is alive: from on_disconnected on, inject returns LEP_ERR_STATE,
+ * and after on_disconnected has returned ic must not be used at all. */
+LEP_EXPORT int lep_io_conn_inject(lep_io_conn_t *ic, lep_io_fn fn, void *ctx);
 /* Loop thread: drops the socket now.  The engine is told its input and
  * output closed; remaining events and on_disconnected follow within
  * run(). */

@@ -47,6 +47,11 @@ struct lep_io_conn {
     int64_t deadline; /* from lep_conn_tick; -1: none */
     int os_error;
     char reason[160];
+    /* Under p->lock: the connection's work queue, and its place in
+     * p->conn_work while it has items. */
+    io_work_t *work, *work_tail;
+    lep_io_conn_t *work_next;
+    bool work_queued, work_closed;
 };
 
 struct lep_listener {
@@ -84,6 +89,7 @@ struct lep_proactor {
     size_t ntimers, captimers;
     uint64_t timer_seq;
     io_work_t *work, *work_tail;
+    lep_io_conn_t *conn_work, *conn_work_tail; /* connections with queued work */
     atomic_int interrupts;
     atomic_bool running;
     atomic_bool wake_pending;
@@ -94,6 +100,7 @@ void lepi_io_conn_event(lep_io_conn_t *ic, uint32_t events);
 void lepi_io_listener_event(lep_listener_t *l);
 void lepi_io_conn_process(lep_io_conn_t *ic);
 void lepi_io_conn_free(lep_io_conn_t *ic);
+void lepi_io_run_conn_work(lep_proactor_t *p);
 void lepi_io_listener_free(lep_listener_t *l);
 
 #endif

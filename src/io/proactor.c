@@ -269,7 +269,7 @@ next_deadline(lep_proactor_t *p, bool *has_timers)
     *has_timers = p->ntimers > 0;
     if (p->ntimers)
         d = p->timers[0].due;
-    if (p->work)
+    if (p->work || p->conn_work)
         d = p->now;
     pthread_mutex_unlock(&p->lock);
     for (lep_io_conn_t *ic = p->conns; ic; ic = ic->next)
@@ -346,6 +346,7 @@ lep_proactor_run(lep_proactor_t *p)
             }
         }
         run_work(p);
+        lepi_io_run_conn_work(p);
         run_timers(p);
         tick_due(p);
     }

@@ -133,11 +133,120 @@ flush(lep_io_conn_t *ic)
     }
 }
 
+int
+lep_io_conn_inject(lep_io_conn_t *ic, lep_io_fn fn, void *ctx)
+{
+    if (!ic || !fn)
+        return LEP_ERR_INVALID;
+    io_work_t *w = lep_malloc(sizeof *w);
+    if (!w)
+        return LEP_ERR_NOMEM;
+    w->next = NULL;
+    w->fn = fn;
+    w->ctx = ctx;
+    lep_proactor_t *p = ic->p;
+    pthread_mutex_lock(&p->lock);
+    if (ic->work_closed) {
+        pthread_mutex_unlock(&p->lock);
+        lep_free(w);
+        return LEP_ERR_STATE;
+    }
+    if (ic->work_tail)
+        ic->work_tail->next = w;
+    else
+        ic->work = w;
+    ic->work_tail = w;
+    bool was_queued = ic->work_queued;
+    if (!was_queued) {
+        ic->work_queued = true;
+        ic->work_next = NULL;
+        if (p->conn_work_tail)
+            p->conn_work_tail->work_next = ic;
+        else
+            p->conn_work = ic;
+        p->conn_work_tail = ic;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!was_queued)
+        lepi_io_wake(p);
+    return 0;
+}
+
+/* Takes the connection's queue; close: no more items accepted. */
+static io_work_t *
+take_conn_work(lep_io_conn_t *ic, bool close)
+{
+    lep_proactor_t *p = ic->p;
+    pthread_mutex_lock(&p->lock);
+    io_work_t *w = ic->work;
+    ic->work = ic->work_tail = NULL;
+    if (close)
+        ic->work_closed = true;
+    pthread_mutex_unlock(&p->lock);
+    return w;
+}
+
+static void
+run_items(io_work_t *w)
+{
+    while (w) {
+        io_work_t *next = w->next;
+        w->fn(w->ctx);
+        lep_free(w);
+        w = next;
+    }
+}
+
+void
+lepi_io_run_conn_work(lep_proactor_t *p)
+{
+    pthread_mutex_lock(&p->lock);
+    lep_io_conn_t *ic = p->conn_work;
+    p->conn_work = p->conn_work_tail = NULL;
+    for (lep_io_conn_t *c = ic; c; c = c->work_next)
+        c->work_queued = false;
+    pthread_mutex_unlock(&p->lock);
+    /* A connection ended since its items were queued ran them in its
+     * teardown and is not on this list any more (teardown unlinks it). */
+    while (ic) {
+        lep_io_conn_t *next = ic->work_next;
+        ic->work_next = NULL;
+        run_items(take_conn_work(ic, false));
+        lep_io_conn_wake(ic);
+        ic = next;
+    }
+}
+
+static void
+unlink_conn_work(lep_io_conn_t *ic)
+{
+    lep_proactor_t *p = ic->p;
+    pthread_mutex_lock(&p->lock);
+    if (ic->work_queued) {
+        lep_io_conn_t **pp = &p->conn_work;
+        lep_io_conn_t *prev = NULL;
+        while (*pp && *pp != ic) {
+            prev = *pp;
+            pp = &(*pp)->work_next;
+        }
+        if (*pp) {
+            *pp = ic->work_next;
+            if (p->conn_work_tail == ic)
+                p->conn_work_tail = prev;
+        }
+        ic->work_queued = false;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
 static void
 teardown(lep_io_conn_t *ic)
 {
     lep_proactor_t *p = ic->p;
     close_engine_io(ic);
+    dispatch(ic);
+    unlink_conn_work(ic);
+    run_items(take_conn_work(ic, true));
     dispatch(ic);
     epoll_ctl(p->epfd, EPOLL_CTL_DEL, ic->h.fd, NULL);
     close(ic->h.fd);
@@ -277,6 +386,12 @@ lepi_io_conn_free(lep_io_conn_t *ic)
 {
     if (ic->h.fd >= 0)
         close(ic->h.fd);
+    /* Proactor freed with items pending: dropped, not run. */
+    for (io_work_t *w = ic->work; w;) {
+        io_work_t *next = w->next;
+        lep_free(w);
+        w = next;
+    }
     lep_conn_free(ic->c);
     lep_free(ic);
 }

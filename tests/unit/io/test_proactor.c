@@ -826,6 +826,183 @@ test_idle_heartbeats(void **state)
     alarm(0);
 }
 
+/* ------------------------------------------------------------------ */
+/* A sender fed from another thread through the connection's work
+ * queue: each item asks for one message; the loop sends when credit
+ * allows.                                                             */
+
+#define NWORK 300
+
+typedef struct wq {
+    lep_proactor_t *p;
+    lep_io_conn_t *client;
+    lep_link_t *snd;
+    pthread_t loop_thread;
+    int wanted, sent, received, accepted, disc, errs;
+    bool off_thread, closing;
+    bool connected;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+} wq_t;
+
+static void
+wq_pump(wq_t *w)
+{
+    while (w->sent < w->wanted && lep_link_credit(w->snd) > 0) {
+        uint8_t body[64];
+        size_t len;
+        make_body(body, &len, w->sent);
+        assert_int_equal(lep_link_send(w->snd, LEP_BYTES(NULL, 0), body, len, false, NULL), 0);
+        w->sent++;
+    }
+}
+
+static void
+wq_item(void *ctx)
+{
+    wq_t *w = ctx;
+    if (!pthread_equal(pthread_self(), w->loop_thread))
+        w->off_thread = true;
+    w->wanted++;
+    wq_pump(w);
+}
+
+static int
+wq_setup(void *ctx, lep_io_conn_t *ic, lep_conn_t *c)
+{
+    wq_t *w = ctx;
+    if (lep_conn_is_server(c))
+        return 0;
+    w->client = ic;
+    lep_session_t *s;
+    lep_link_opts_t lo;
+    lep_link_opts_init(&lo);
+    lo.name = "wq";
+    assert_int_equal(lep_conn_open(c), 0);
+    assert_int_equal(lep_session_new(c, &s), 0);
+    assert_int_equal(lep_session_begin(s), 0);
+    assert_int_equal(lep_link_new(s, &lo, &w->snd), 0);
+    return lep_link_attach(w->snd);
+}
+
+static void
+wq_connected(void *ctx, lep_io_conn_t *ic)
+{
+    wq_t *w = ctx;
+    if (ic != w->client)
+        return;
+    pthread_mutex_lock(&w->m);
+    w->connected = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->m);
+}
+
+static void
+wq_event(void *ctx, lep_io_conn_t *ic, const lep_event_t *ev)
+{
+    wq_t *w = ctx;
+    if (ic == w->client) {
+        if (ev->type == LEP_EVENT_LINK_FLOW)
+            wq_pump(w);
+        if (ev->type == LEP_EVENT_DELIVERY && lep_delivery_updated(ev->delivery)) {
+            assert_int_equal(lep_delivery_remote_state(ev->delivery)->type, LEP_OUTCOME_ACCEPTED);
+            assert_int_equal(lep_delivery_settle(ev->delivery), 0);
+            if (++w->accepted == NWORK)
+                assert_int_equal(lep_conn_close(ev->conn, NULL), 0);
+        }
+        return;
+    }
+    switch (ev->type) {
+    case LEP_EVENT_CONN_REMOTE_OPEN:
+        assert_int_equal(lep_conn_open(ev->conn), 0);
+        break;
+    case LEP_EVENT_SESSION_REMOTE_BEGIN:
+        assert_int_equal(lep_session_begin(ev->session), 0);
+        break;
+    case LEP_EVENT_LINK_REMOTE_ATTACH:
+        assert_int_equal(lep_link_attach(ev->link), 0);
+        assert_int_equal(lep_link_flow(ev->link, 50), 0);
+        break;
+    case LEP_EVENT_DELIVERY:
+        if (lep_delivery_partial(ev->delivery))
+            break;
+        w->received++;
+        assert_int_equal(lep_delivery_accept(ev->delivery), 0);
+        assert_int_equal(lep_delivery_settle(ev->delivery), 0);
+        assert_int_equal(lep_link_flow(ev->link, 1), 0);
+        break;
+    case LEP_EVENT_CONN_REMOTE_CLOSE:
+        assert_int_equal(lep_conn_close(ev->conn, NULL), 0);
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+wq_disc(void *ctx, lep_io_conn_t *ic, int err, const char *reason)
+{
+    wq_t *w = ctx;
+    (void)ic;
+    if (err)
+        fprintf(stderr, "wq: disconnected: %s\n", reason);
+    w->errs += err != 0;
+    if (ic == w->client)
+        assert_int_equal(lep_io_conn_inject(ic, wq_item, w), LEP_ERR_STATE);
+    if (++w->disc == 2)
+        lep_proactor_interrupt(w->p);
+}
+
+static void *
+wq_feeder(void *arg)
+{
+    wq_t *w = arg;
+    pthread_mutex_lock(&w->m);
+    while (!w->connected)
+        pthread_cond_wait(&w->cv, &w->m);
+    pthread_mutex_unlock(&w->m);
+    for (int i = 0; i < NWORK; i++) {
+        if (lep_io_conn_inject(w->client, wq_item, w) != 0)
+            abort();
+        if (i % 50 == 0)
+            usleep(2000);
+    }
+    return NULL;
+}
+
+static void
+test_conn_work_queue(void **state)
+{
+    (void)state;
+    arm_alarm(20);
+    wq_t w = {0};
+    pthread_mutex_init(&w.m, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    w.loop_thread = pthread_self();
+    assert_int_equal(lep_proactor_new(&w.p, NULL), 0);
+    lep_io_handler_t h = {.on_setup = wq_setup, .on_connected = wq_connected,
+                          .on_event = wq_event, .on_disconnected = wq_disc};
+    lep_listener_t *l;
+    assert_int_equal(lep_proactor_listen(w.p, "127.0.0.1", 0, NULL, &h, &w, &l), 0);
+    assert_int_equal(
+        lep_proactor_connect(w.p, "127.0.0.1", lep_listener_port(l), NULL, &h, &w, NULL), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, wq_feeder, &w), 0);
+    assert_int_equal(lep_proactor_run(w.p), 0);
+    pthread_join(th, NULL);
+    assert_false(w.off_thread);
+    assert_int_equal(w.wanted, NWORK);
+    assert_int_equal(w.sent, NWORK);
+    assert_int_equal(w.received, NWORK);
+    assert_int_equal(w.accepted, NWORK);
+    assert_int_equal(w.disc, 2);
+    assert_int_equal(w.errs, 0);
+    lep_proactor_free(w.p);
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.m);
+    alarm(0);
+}
+
 int
 main(void)
 {
@@ -839,6 +1016,7 @@ main(void)
         cmocka_unit_test(test_peer_drops),
         cmocka_unit_test(test_concurrent_run_refused),
         cmocka_unit_test(test_idle_heartbeats),
+        cmocka_unit_test(test_conn_work_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
