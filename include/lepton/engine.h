@@ -377,6 +377,11 @@ LEP_EXPORT bool lep_delivery_remote_settled(const lep_delivery_t *d);
 /* The peer's state; views valid until the next event for d. */
 LEP_EXPORT const lep_outcome_t *lep_delivery_remote_state(const lep_delivery_t *d);
 LEP_EXPORT const lep_outcome_t *lep_delivery_local_state(const lep_delivery_t *d);
+/* The deliveries of l the application has not settled yet, newest
+ * first: for (d = lep_link_deliveries(l); d; d = lep_delivery_next(d)).
+ * Settling or freeing inside the walk invalidates it. */
+LEP_EXPORT lep_delivery_t *lep_link_deliveries(const lep_link_t *l);
+LEP_EXPORT lep_delivery_t *lep_delivery_next(const lep_delivery_t *d);
 LEP_EXPORT void lep_delivery_set_context(lep_delivery_t *d, void *ctx);
 LEP_EXPORT void *lep_delivery_context(const lep_delivery_t *d);
 

@@ -1101,3 +1101,14 @@ const lep_outcome_t *lep_delivery_remote_state(const lep_delivery_t *d) { return
 const lep_outcome_t *lep_delivery_local_state(const lep_delivery_t *d) { return &d->local; }
 void lep_delivery_set_context(lep_delivery_t *d, void *ctx) { d->ctx = ctx; }
 void *lep_delivery_context(const lep_delivery_t *d) { return d->ctx; }
+
+static lep_delivery_t *
+skip_settled(lep_delivery_t *d)
+{
+    while (d && (d->flags & LEPI_D_SETTLED))
+        d = d->lnext;
+    return d;
+}
+
+lep_delivery_t *lep_link_deliveries(const lep_link_t *l) { return skip_settled(l->all); }
+lep_delivery_t *lep_delivery_next(const lep_delivery_t *d) { return skip_settled(d->lnext); }

@@ -120,6 +120,46 @@ test_at_most_once(void **state)
     pair_fini(&p);
 }
 
+/* lep_link_deliveries walks what the application has not settled: every
+ * sent delivery, then fewer as the application settles them. */
+static void
+test_delivery_walk(void **state)
+{
+    (void)state;
+    pair_t p;
+    lep_link_t *l = setup_sender(&p, NULL, LEP_SND_SETTLE_UNSETTLED, LEP_RCV_SETTLE_FIRST);
+    assert_null(lep_link_deliveries(l));
+    lep_delivery_t *d[5];
+    int ids[5];
+    for (int i = 0; i < 5; i++) {
+        ids[i] = i;
+        assert_int_equal(lep_link_send(l, LEP_BYTES(NULL, 0), "x", 1, false, &d[i]), 0);
+        lep_delivery_set_context(d[i], &ids[i]);
+    }
+    int seen = 0, mask = 0;
+    for (lep_delivery_t *x = lep_link_deliveries(l); x; x = lep_delivery_next(x)) {
+        seen++;
+        mask |= 1 << *(int *)lep_delivery_context(x);
+    }
+    assert_int_equal(seen, 5);
+    assert_int_equal(mask, 0x1f);
+    assert_int_equal(lep_delivery_settle(d[1]), 0);
+    assert_int_equal(lep_delivery_settle(d[3]), 0);
+    seen = mask = 0;
+    for (lep_delivery_t *x = lep_link_deliveries(l); x; x = lep_delivery_next(x)) {
+        seen++;
+        mask |= 1 << *(int *)lep_delivery_context(x);
+    }
+    assert_int_equal(seen, 3);
+    assert_int_equal(mask, 0x15);
+    pair_pump(&p);
+    for (int i = 0; i < 5; i += 2)
+        assert_int_equal(lep_delivery_settle(d[i]), 0);
+    assert_null(lep_link_deliveries(l));
+    assert_true(pair_close(&p));
+    pair_fini(&p);
+}
+
 static void
 test_at_least_once(void **state)
 {
@@ -699,6 +739,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_at_most_once),
         cmocka_unit_test(test_at_least_once),
+        cmocka_unit_test(test_delivery_walk),
         cmocka_unit_test(test_exactly_once),
         cmocka_unit_test(test_large_multi_frame),
         cmocka_unit_test(test_streaming_write_and_read),
