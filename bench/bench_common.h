@@ -633,9 +633,13 @@ bench_collect(const bench_opts_t *o, bench_pair_t *pairs, bench_result_t *r)
     return 0;
 }
 
+/* Prints the result: the readable lines (unless --json), then the JSON
+ * line.  extra_key (may be NULL) adds one number, with extra_label in the
+ * readable form. */
 static void
 bench_print(const bench_opts_t *o, const bench_result_t *r, const char *impl,
-            const char *impl_version)
+            const char *impl_version, const char *extra_label, const char *extra_key,
+            double extra)
 {
     const char *mode = o->url ? "broker" : "peer-to-peer";
     if (!o->json) {
@@ -651,6 +655,8 @@ bench_print(const bench_opts_t *o, const bench_result_t *r, const char *impl,
                    r->p50_us, r->p99_us, r->p999_us, r->max_us, r->mean_us);
         else
             printf("  latency     not measured (body under %d bytes)\n", BENCH_TS_LEN);
+        if (extra_key)
+            printf("  %s %.4f\n", extra_label, extra);
         if (r->not_accepted)
             printf("  %" PRIu64 " messages were not accepted\n", r->not_accepted);
     }
@@ -667,6 +673,8 @@ bench_print(const bench_opts_t *o, const bench_result_t *r, const char *impl,
                r->p50_us, r->p99_us, r->p999_us, r->max_us, r->mean_us, r->samples);
     else
         printf(",\"latency_us\":null");
+    if (extra_key)
+        printf(",\"%s\":%.4f", extra_key, extra);
     if (o->settle != BENCH_AT_MOST_ONCE)
         printf(",\"accepted\":%" PRIu64 ",\"not_accepted\":%" PRIu64, r->accepted,
                r->not_accepted);
