@@ -1,4 +1,7 @@
 # shellcheck shell=sh
+# shellcheck disable=SC2034,SC1090,SC1091,SC2013,SC2119,SC2120,SC2154
+# (variables are set for the caller; state files are sourced; PID files hold
+# one number a line)
 # tests/interop/lib/peers.sh: third-party AMQP peers for interop tests.
 # POSIX sh; source it from a test script:
 #
@@ -33,6 +36,10 @@
 #   wait_pid PID SECONDS     until PID (a child of this shell) exits; after
 #                            SECONDS it is sent TERM, then KILL 2 s later;
 #                            returns the process's exit status (wait)
+#   port_listeners PORT      print the local address of every TCP socket
+#                            listening on PORT (from /proc/net/tcp and tcp6),
+#                            one a line, e.g. 127.0.0.1 or ::1: proves a
+#                            server listens on loopback only
 #   peers_track PID          have peers_cleanup (and the watchdog) stop PID too,
 #                            e.g. a lepton program the test left running
 #   peers_cleanup            stop everything started here (brokers, RabbitMQ
@@ -66,7 +73,8 @@
 #                            directory (queues, messages) when PORT was started
 #                            before in this test.  Sets RABBITMQ_PORT,
 #                            RABBITMQ_DIR, RABBITMQ_NODE, RABBITMQ_BEAM_PID,
-#                            RABBITMQ_EPMD_PID, RABBITMQ_LOG (its stdout log),
+#                            RABBITMQ_EPMD_PID, RABBITMQ_EPMD_PORT,
+#                            RABBITMQ_DIST_PORT, RABBITMQ_LOG (its stdout log),
 #                            RABBITMQ_URL (amqp://guest:guest@127.0.0.1:PORT)
 #   rabbitmq_stop [PORT]     graceful stop (TERM, KILL after 20 s), then its
 #                            epmd; removes its directory (default: the last started)
@@ -155,6 +163,27 @@ wait_pid() {
     wait "$1"
 }
 
+port_listeners() {
+    "$PEERS_PY" - "$1" <<'EOF'
+import ipaddress, sys
+port = int(sys.argv[1])
+for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        lines = open(path).read().splitlines()[1:]
+    except OSError:
+        continue
+    for line in lines:
+        f = line.split()
+        addr, p = f[1].split(":")
+        if f[3] != "0A" or int(p, 16) != port:   # 0A = LISTEN
+            continue
+        raw = bytes.fromhex(addr)
+        # /proc prints the address as 32-bit words in host (little-endian) order
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+        print(ipaddress.ip_address(raw))
+EOF
+}
+
 # _peers_gone PID SECONDS: until PID no longer runs (need not be our child)
 _peers_gone() {
     _pg_i=0
@@ -239,6 +268,7 @@ _proton_build_one() {   # OUTDIR NAME
         _peers_log "$_pb_src missing (Debian libqpid-proton11-dev-examples; run scripts/setup.sh)"
         return 1
     fi
+    # shellcheck disable=SC3013 # -nt: dash and bash have it
     if [ -x "$1/$2" ] && [ ! "$_pb_src" -nt "$1/$2" ]; then
         return 0
     fi
@@ -265,9 +295,10 @@ proton_broker_build() {
     done
     # broker.c loads ssl-certs/ from its working directory (for amqps).
     if [ ! -d "$_pbb_out/ssl-certs" ] && [ -d "$PROTON_EXAMPLES/ssl-certs" ]; then
-        cp -r "$PROTON_EXAMPLES/ssl-certs" "$_pbb_out/.ssl-certs.$$" &&
-            mv "$_pbb_out/.ssl-certs.$$" "$_pbb_out/ssl-certs" 2>/dev/null ||
-            rm -rf "$_pbb_out/.ssl-certs.$$"
+        if cp -r "$PROTON_EXAMPLES/ssl-certs" "$_pbb_out/.ssl-certs.$$"; then
+            mv "$_pbb_out/.ssl-certs.$$" "$_pbb_out/ssl-certs" 2>/dev/null
+        fi
+        rm -rf "$_pbb_out/.ssl-certs.$$"
     fi
     echo "$_pbb_out/broker"
 }
@@ -354,6 +385,7 @@ rabbitmq_start() {
     fi
     if [ ! -f "$_rs_dir/ports" ]; then
         mkdir -p "$_rs_dir/mnesia" "$_rs_dir/log" || return 1
+        # shellcheck disable=SC2046
         set -- $(free_port 2)
         {
             echo "_rmq_port=$_rs_port"
@@ -428,6 +460,8 @@ EOF
         RABBITMQ_NODE=$_rmq_node
         RABBITMQ_BEAM_PID=$(cat "$_rs_dir/beam.pid")
         RABBITMQ_EPMD_PID=$(cat "$_rs_dir/epmd.pid")
+        RABBITMQ_EPMD_PORT=$_rmq_epmd
+        RABBITMQ_DIST_PORT=$_rmq_dist
         RABBITMQ_LOG=$_rs_dir/stdout.log
         RABBITMQ_URL=amqp://guest:guest@127.0.0.1:$_rs_port
         echo "$RABBITMQ_BEAM_PID" >"$_rs_dir/beam.pid.saved"
