@@ -262,7 +262,9 @@ lep_io_conn_cancel_reconnect(lep_io_conn_t *ic)
     if (!ic)
         return;
     atomic_store(&ic->cancel, true);
-    if (!in_own_context(ic))
+    if (in_own_context(ic))
+        ic->reconnecting = false; /* from on_disconnected: this is the end */
+    else
         conn_signal(ic, TF_WAKE); /* a wait ends now */
 }
 
@@ -309,7 +311,7 @@ lep_io_conn_schedule(lep_io_conn_t *ic, uint64_t delay_ms, lep_io_fn fn, void *c
     int64_t now = lep_proactor_now_ms();
     int64_t due = now + (int64_t)delay_ms;
     pthread_mutex_lock(&p->lock);
-    if (ic->ended) {
+    if (ic->ended || ic->timers_closed) {
         pthread_mutex_unlock(&p->lock);
         return LEP_ERR_STATE;
     }
@@ -628,6 +630,15 @@ may_reconnect(lep_io_conn_t *ic)
     return !ic->rc.max_attempts || ic->attempt < ic->rc.max_attempts;
 }
 
+/* The final on_disconnected is next: no more timers. */
+static void
+close_timers(lep_io_conn_t *ic)
+{
+    pthread_mutex_lock(&ic->p->lock);
+    ic->timers_closed = true;
+    pthread_mutex_unlock(&ic->p->lock);
+}
+
 /* The attempt's transport is over: tell the application, then wait for
  * the next attempt or end for good (PH_DONE). */
 static void
@@ -662,11 +673,15 @@ end_attempt(io_thread_t *t, lep_io_conn_t *ic)
     run_work(t, ic, take_work(ic, !again), false);
     if (ic->c)
         dispatch(t, ic, false);
+    if (!again)
+        close_timers(ic);
+    ic->abort_req = false; /* this attempt is over; an abort from now on ends the wait */
     if (ic->handler.on_disconnected)
         ic->handler.on_disconnected(ic->ctx, ic, err, reason);
     if (again && (atomic_load(&ic->cancel) || ic->abort_req)) {
         again = false; /* cancelled or aborted from on_disconnected */
         ic->reconnecting = false;
+        close_timers(ic);
         run_work(t, ic, take_work(ic, true), false);
     }
     lep_conn_free(ic->c);
@@ -688,6 +703,7 @@ end_waiting(io_thread_t *t, lep_io_conn_t *ic, int err, const char *reason)
 {
     ic->reconnecting = false;
     run_work(t, ic, take_work(ic, true), false);
+    close_timers(ic);
     if (ic->handler.on_disconnected)
         ic->handler.on_disconnected(ic->ctx, ic, err, reason);
     ic->phase = PH_DONE;

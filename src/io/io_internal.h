@@ -149,6 +149,7 @@ struct lep_io_conn {
     int64_t hkey;
     io_timers_t timers; /* lep_io_conn_schedule */
     bool linked; /* on p->conns (deadline heap room reserved) */
+    bool timers_closed; /* from the final on_disconnected on */
     bool ended;
 
     /* Under wlock: the work queue. */
