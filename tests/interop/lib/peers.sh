@@ -7,7 +7,12 @@
 #
 #   SRC=${LEPTON_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 #   . "$SRC/tests/interop/lib/peers.sh"
-#   trap peers_cleanup EXIT INT TERM      # or call peers_cleanup from your own trap
+#   trap peers_cleanup EXIT               # or call peers_cleanup from your own trap
+#   trap 'exit 1' INT TERM                # (exit runs the EXIT trap)
+#
+# Written for scripts with `set -u` (like the other tests here); functions
+# return non-zero only to report a failure, so `set -e` scripts should call
+# them in conditions.
 #
 # Every server listens on 127.0.0.1 only, on a port the test chose (free_port);
 # only PIDs started here are signalled; every wait is bounded.  Functions that
@@ -204,7 +209,7 @@ _peers_stop_pid() {
             _peers_gone "$1" 2
         fi
     fi
-    wait "$1" 2>/dev/null
+    wait "$1" 2>/dev/null || :
     _peers_untrack "$1"
     return 0
 }
@@ -216,7 +221,7 @@ peers_track() {
 
 _peers_untrack() {
     [ -f "$PEERS_WORK/pids" ] || return 0
-    grep -vx -- "$1" "$PEERS_WORK/pids" >"$PEERS_WORK/pids.new" 2>/dev/null
+    grep -vx -- "$1" "$PEERS_WORK/pids" >"$PEERS_WORK/pids.new" 2>/dev/null || :
     mv "$PEERS_WORK/pids.new" "$PEERS_WORK/pids"
 }
 
@@ -518,8 +523,8 @@ rabbitmq_kill() {
         _peers_log "RabbitMQ on $(cat "$_rk_dir/port") is not running"
         return 1
     fi
-    kill -9 "$_rk_beam" 2>/dev/null
-    _peers_gone "$_rk_beam" 5
+    kill -9 "$_rk_beam" 2>/dev/null || :
+    _peers_gone "$_rk_beam" 5 || :
     # The script exits when its VM dies.
     [ -s "$_rk_dir/script.pid" ] && _peers_stop_pid "$(cat "$_rk_dir/script.pid")" 5
     _peers_untrack "$_rk_beam"
