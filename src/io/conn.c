@@ -113,7 +113,8 @@ lep_io_conn_release(lep_io_conn_t *ic)
         drop_ref(ic);
 }
 
-/* lep_proactor_free: no thread runs; nothing is called back. */
+/* lep_proactor_free (no thread runs), or a connection that never made
+ * it onto the proactor: nothing is called back. */
 void
 lepi_conn_discard(lep_io_conn_t *ic)
 {
@@ -125,12 +126,18 @@ lepi_conn_discard(lep_io_conn_t *ic)
         close(ic->fd);
         ic->fd = -1;
     }
-    free_work(ic->work);
+    pthread_mutex_lock(&ic->wlock);
+    io_work_t *w = ic->work;
     ic->work = ic->work_tail = NULL;
     ic->work_closed = true;
-    lep_free(ic->timers.v);
+    pthread_mutex_unlock(&ic->wlock);
+    free_work(w);
+    pthread_mutex_lock(&ic->p->lock);
+    io_timer_t *tv = ic->timers.v;
     memset(&ic->timers, 0, sizeof ic->timers);
     ic->ended = true;
+    pthread_mutex_unlock(&ic->p->lock);
+    lep_free(tv);
     ic->phase = PH_DONE;
     drop_ref(ic);
 }
@@ -966,12 +973,12 @@ lepi_conn_accepted(lep_proactor_t *p, lep_listener_t *l, int fd)
     ic->fd = fd;
     if (lep_conn_new(&ic->c, &l->copts.o) != 0 ||
         (ic->handler.on_setup && ic->handler.on_setup(ic->ctx, ic, ic->c) != 0)) {
-        conn_free_mem(ic); /* refused: closed silently */
+        lepi_conn_discard(ic); /* refused: closed silently */
         return;
     }
     ic->phase = PH_ACCEPTED;
     if (conn_register(p, ic, EPOLLIN, TF_WAKE) != 0)
-        conn_free_mem(ic);
+        lepi_conn_discard(ic);
 }
 
 int
@@ -1000,7 +1007,7 @@ lep_proactor_connect(lep_proactor_t *p, const char *host, uint16_t port,
     if (!rc && ic->handler.on_setup)
         rc = ic->handler.on_setup(ctx, ic, ic->c);
     if (rc) {
-        conn_free_mem(ic);
+        lepi_conn_discard(ic); /* a hold taken in on_setup keeps the memory */
         return rc;
     }
     ic->phase = PH_CONNECTING;
@@ -1014,7 +1021,7 @@ lep_proactor_connect(lep_proactor_t *p, const char *host, uint16_t port,
     /* Connected at once (possible on loopback) or not: the loop reports
      * it, so no callback runs inside this call. */
     if ((rc = conn_register(p, ic, EPOLLOUT, flags)) != 0) {
-        conn_free_mem(ic);
+        lepi_conn_discard(ic);
         return rc;
     }
     if (out)
