@@ -87,17 +87,17 @@ lep_proactor_free(lep_proactor_t *p)
         p->conns = ic->next;
         lepi_conn_discard(ic);
     }
+    /* Closed while queued: only the ready list still has them. */
+    for (io_task_t *t = p->ready; t;) {
+        io_task_t *next = t->ready_next;
+        if (t->kind == TK_LISTENER && atomic_load(&((lep_listener_t *)t)->closed))
+            lepi_listener_free((lep_listener_t *)t);
+        t = next;
+    }
     while (p->listeners) {
         lep_listener_t *l = p->listeners;
         p->listeners = l->next;
         lepi_listener_free(l);
-    }
-    /* Closed while queued: only the ready list still has them. */
-    for (io_task_t *t = p->ready; t;) {
-        io_task_t *next = t->ready_next;
-        if (t->kind == TK_LISTENER)
-            lepi_listener_free((lep_listener_t *)t);
-        t = next;
     }
     while (p->work) {
         io_work_t *w = p->work;
