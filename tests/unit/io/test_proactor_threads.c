@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -919,6 +920,166 @@ test_throughput(void **state)
     alarm(0);
 }
 
+/* ------------------------------------------------------------------ */
+/* Many idle connections: each pair keeps itself alive with heartbeats
+ * (idle timeout 400 ms: every connection ticks every 200 ms), all
+ * deadlines in the proactor's heap and one timerfd; after a while a
+ * timer closes every client through its work queue.  No connection may
+ * time out, and the wait costs little CPU.  LEPTON_IO_IDLE_PAIRS sets
+ * the count (5000 pairs: 10,000 connections).                         */
+
+typedef struct idle_world {
+    lep_proactor_t *p;
+    lep_listener_t *l;
+    int npairs;
+    lep_io_conn_t **clients;
+    atomic_int opened, disc, errs, timeouts;
+} idle_world_t;
+
+typedef struct idle_slot {
+    idle_world_t *w;
+    int i;
+} idle_slot_t;
+
+static int
+iw_setup(void *ctx, lep_io_conn_t *ic, lep_conn_t *c)
+{
+    if (lep_conn_is_server(c))
+        return 0;
+    idle_slot_t *s = ctx;
+    s->w->clients[s->i] = ic;
+    lep_io_conn_hold(ic);
+    return lep_conn_open(c);
+}
+
+static void
+iw_event(void *ctx, lep_io_conn_t *ic, const lep_event_t *ev)
+{
+    (void)ic;
+    if (ev->type == LEP_EVENT_CONN_REMOTE_OPEN) {
+        if (lep_conn_is_server(ev->conn)) {
+            idle_world_t *w = ctx;
+            CHECK(lep_conn_open(ev->conn) == 0);
+            atomic_fetch_add(&w->opened, 1);
+        }
+    } else if (ev->type == LEP_EVENT_CONN_REMOTE_CLOSE) {
+        if (lep_conn_local_state(ev->conn) != LEP_STATE_CLOSED)
+            CHECK(lep_conn_close(ev->conn, NULL) == 0);
+    }
+}
+
+static void
+iw_disc(void *ctx, lep_io_conn_t *ic, int err, const char *reason)
+{
+    (void)ic;
+    idle_world_t *w = lep_conn_is_server(lep_io_conn_engine(ic)) ? ctx : ((idle_slot_t *)ctx)->w;
+    if (err) {
+        if (atomic_fetch_add(&w->errs, 1) < 5)
+            fprintf(stderr, "idle: %s\n", reason);
+        if (strstr(reason, "idle"))
+            atomic_fetch_add(&w->timeouts, 1);
+    }
+    atomic_fetch_add(&w->disc, 1);
+}
+
+static void
+iw_close_one(void *ctx)
+{
+    lep_io_conn_t *ic = ctx;
+    CHECK(lep_conn_close(lep_io_conn_engine(ic), NULL) == 0);
+}
+
+static void
+iw_close_all(void *ctx)
+{
+    idle_world_t *w = ctx;
+    lep_listener_close(w->l);
+    for (int i = 0; i < w->npairs; i++)
+        CHECK(lep_io_conn_inject(w->clients[i], iw_close_one, w->clients[i]) == 0);
+}
+
+static double
+cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void
+iw_stop(void *ctx, lep_proactor_t *p)
+{
+    (void)ctx;
+    lep_proactor_stop(p);
+}
+
+static void
+test_many_idle_connections(void **state)
+{
+    (void)state;
+    arm_alarm(120);
+    atomic_store(&g_fail, 0);
+    const char *env = getenv("LEPTON_IO_IDLE_PAIRS");
+    int npairs = env ? atoi(env) : 1000;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if ((rlim_t)npairs * 2 + 64 > rl.rlim_cur)
+        npairs = (int)((rl.rlim_cur - 64) / 2);
+    idle_world_t w;
+    memset(&w, 0, sizeof w);
+    w.npairs = npairs;
+    w.clients = calloc((size_t)npairs, sizeof *w.clients);
+    idle_slot_t *slots = calloc((size_t)npairs, sizeof *slots);
+    lep_proactor_opts_t po = {.on_inactive = iw_stop};
+    assert_int_equal(lep_proactor_new(&w.p, &po), 0);
+    lep_conn_opts_t o;
+    lep_conn_opts_init(&o);
+    o.idle_timeout_ms = 400;
+    lep_io_handler_t h = {.on_setup = iw_setup, .on_event = iw_event, .on_disconnected = iw_disc};
+    assert_int_equal(lep_proactor_listen(w.p, "127.0.0.1", 0, &o, &h, &w, &w.l), 0);
+    runner_t r[2];
+    start_runners(r, 2, w.p);
+    /* Connected from this thread while the loop runs, in batches the
+     * listen backlog takes. */
+    for (int i = 0; i < npairs; i++) {
+        slots[i] = (idle_slot_t){&w, i};
+        assert_int_equal(lep_proactor_connect(w.p, "127.0.0.1", lep_listener_port(w.l), &o, &h,
+                                              &slots[i], NULL),
+                         0);
+        if (i % 500 == 499)
+            while (atomic_load(&w.opened) < i - 200)
+                usleep(1000);
+    }
+    int64_t t0 = lep_proactor_now_ms();
+    while (atomic_load(&w.opened) < npairs && lep_proactor_now_ms() - t0 < 30000)
+        usleep(1000);
+    assert_int_equal(atomic_load(&w.opened), npairs);
+    /* Idle for 1.2 s: three idle timeouts' worth of heartbeats. */
+    double cpu0 = cpu_now();
+    int64_t i0 = lep_proactor_now_ms();
+    assert_int_equal(lep_proactor_schedule(w.p, 1200, iw_close_all, &w), 0);
+    join_runners(r, 2);
+    double cpu = cpu_now() - cpu0;
+    int64_t took = lep_proactor_now_ms() - i0;
+    fprintf(stderr, "  %d idle connections: %lld ms idle and closing, %.2f s CPU\n", 2 * npairs,
+            (long long)took, cpu);
+    assert_int_equal(atomic_load(&g_fail), 0);
+    assert_int_equal(atomic_load(&w.timeouts), 0);
+    assert_int_equal(atomic_load(&w.errs), 0);
+    assert_int_equal(atomic_load(&w.disc), 2 * npairs);
+    for (int i = 0; i < npairs; i++)
+        lep_io_conn_release(w.clients[i]);
+    lep_proactor_free(w.p);
+    free(w.clients);
+    free(slots);
+    alarm(0);
+}
+
 int
 main(void)
 {
@@ -932,6 +1093,7 @@ main(void)
         cmocka_unit_test(test_stop_from_signal_handler),
         cmocka_unit_test(test_notify_from_signal_handler),
         cmocka_unit_test(test_notifies_coalesce),
+        cmocka_unit_test(test_many_idle_connections),
         cmocka_unit_test(test_throughput),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
