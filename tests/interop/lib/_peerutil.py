@@ -91,7 +91,8 @@ def common_options(prog, description):
     p.add_argument("-t", "--timeout", type=float, default=30.0,
                    help="give up after this many seconds, exit 3 (default 30)")
     p.add_argument("--listen", action="store_true",
-                   help="listen on the URL's host:port and serve one peer (no broker)")
+                   help="listen on the URL's host:port and serve the clients that "
+                        "connect (a direct peer, no broker)")
     p.add_argument("--sasl-mechanisms", default=None,
                    help="space-separated allowed SASL mechanisms; 'none' disables SASL")
     p.add_argument("--idle-timeout", type=float, default=None,
