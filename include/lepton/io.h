@@ -91,8 +91,8 @@ typedef struct lep_io_handler {
      * lep_conn_t is freed; after the final one (reconnecting false) ic
      * is freed too, unless held.  os_error: 0 when the engine finished
      * both directions, else the errno that ended the attempt (e.g.
-     * ECONNREFUSED, ECONNRESET; EPIPE for an EOF the engine did not
-     * expect; EPROTO for a transport error; EHOSTUNREACH when the host
+     * ECONNREFUSED, EPIPE; ECONNRESET also for an EOF before the
+     * AMQP close; EPROTO for a transport error; EHOSTUNREACH when the host
      * did not resolve; ECANCELED for a refused on_setup or a cancelled
      * wait; ECONNABORTED for lep_io_conn_abort).  reason: text, never
      * NULL.  lep_io_conn_engine(ic) is the attempt's engine, or NULL if

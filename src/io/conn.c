@@ -410,8 +410,12 @@ conn_read(io_thread_t *t, lep_io_conn_t *ic)
                 break;
         } else if (r == 0) {
             ic->read_closed = true;
+            /* Asked before the engine hears of it: an unclean EOF
+             * finishes the engine at once. */
+            bool early = !lep_conn_finished(ic->c) &&
+                         lep_conn_remote_state(ic->c) != LEP_STATE_CLOSED;
             lep_conn_input_closed(ic->c);
-            if (!lep_conn_finished(ic->c) && lep_conn_remote_state(ic->c) != LEP_STATE_CLOSED)
+            if (early)
                 set_reason(ic, ECONNRESET, "read: peer closed the socket before AMQP close");
         } else if (errno == EINTR) {
             i--;

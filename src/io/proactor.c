@@ -82,17 +82,19 @@ lep_proactor_free(lep_proactor_t *p)
 {
     if (!p)
         return;
-    while (p->conns) {
-        lep_io_conn_t *ic = p->conns;
-        p->conns = ic->next;
-        lepi_conn_discard(ic);
-    }
-    /* Closed while queued: only the ready list still has them. */
+    /* First, while everything on it is alive: a listener closed while
+     * queued is only there. */
     for (io_task_t *t = p->ready; t;) {
         io_task_t *next = t->ready_next;
         if (t->kind == TK_LISTENER && atomic_load(&((lep_listener_t *)t)->closed))
             lepi_listener_free((lep_listener_t *)t);
         t = next;
+    }
+    p->ready = p->ready_tail = NULL;
+    while (p->conns) {
+        lep_io_conn_t *ic = p->conns;
+        p->conns = ic->next;
+        lepi_conn_discard(ic);
     }
     while (p->listeners) {
         lep_listener_t *l = p->listeners;
