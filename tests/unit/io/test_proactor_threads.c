@@ -771,6 +771,58 @@ test_notifies_coalesce(void **state)
     alarm(0);
 }
 
+/* on_inactive: once per transition to inactive, with 3 threads. */
+
+typedef struct inact {
+    atomic_int calls, incb, overlaps;
+    int timers_fired;
+} inact_t;
+
+static void
+inact_timer(void *ctx)
+{
+    inact_t *in = ctx;
+    in->timers_fired++;
+}
+
+static void
+inact_cb(void *ctx, lep_proactor_t *p)
+{
+    inact_t *in = ctx;
+    if (atomic_fetch_add(&in->incb, 1) != 0)
+        atomic_fetch_add(&in->overlaps, 1);
+    int n = atomic_fetch_add(&in->calls, 1) + 1;
+    usleep(20000); /* a second report would overlap this one */
+    if (n < 3)
+        CHECK(lep_proactor_schedule(p, 10, inact_timer, in) == 0); /* active again */
+    else
+        lep_proactor_stop(p);
+    atomic_fetch_sub(&in->incb, 1);
+}
+
+static void
+test_inactive_once_per_transition(void **state)
+{
+    (void)state;
+    arm_alarm(20);
+    atomic_store(&g_fail, 0);
+    inact_t in;
+    memset(&in, 0, sizeof in);
+    lep_proactor_t *p;
+    lep_proactor_opts_t po = {.ctx = &in, .on_inactive = inact_cb};
+    assert_int_equal(lep_proactor_new(&p, &po), 0);
+    assert_int_equal(lep_proactor_schedule(p, 10, inact_timer, &in), 0);
+    runner_t r[3];
+    start_runners(r, 3, p);
+    join_runners(r, 3);
+    assert_int_equal(atomic_load(&g_fail), 0);
+    assert_int_equal(atomic_load(&in.calls), 3);
+    assert_int_equal(in.timers_fired, 3);
+    assert_int_equal(atomic_load(&in.overlaps), 0);
+    lep_proactor_free(p);
+    alarm(0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Throughput: a sender refilled on every flow, pre-settled, a wide
  * credit window.  Printed, not asserted (machines differ);
@@ -1093,6 +1145,7 @@ main(void)
         cmocka_unit_test(test_stop_from_signal_handler),
         cmocka_unit_test(test_notify_from_signal_handler),
         cmocka_unit_test(test_notifies_coalesce),
+        cmocka_unit_test(test_inactive_once_per_transition),
         cmocka_unit_test(test_many_idle_connections),
         cmocka_unit_test(test_throughput),
     };
