@@ -171,6 +171,11 @@ struct lep_listener {
     void *ctx;
     atomic_bool closed;
     lep_listener_t *prev, *next; /* p->listeners, under p->lock */
+    /* Out of descriptors: not re-armed until resume_at (under p->lock,
+     * on p->paused meanwhile). */
+    int64_t resume_at;
+    lep_listener_t *paused_next;
+    bool paused;
 };
 
 struct lep_proactor {
@@ -196,6 +201,7 @@ struct lep_proactor {
     size_t nconns;
     lep_listener_t *listeners;
     size_t nlisteners;
+    lep_listener_t *paused; /* listeners waiting for descriptors */
     io_timers_t timers; /* application timers */
     uint64_t timer_seq;
     lep_io_conn_t **dl; /* connection deadlines, min-heap on hkey */
@@ -227,6 +233,8 @@ void lepi_tune_socket(int fd);
 int lepi_sock_connect(const char *host, uint16_t port, int *fd, int *cerr, int *gai_err);
 void lepi_listener_turn(io_thread_t *t, lep_listener_t *l, uint32_t flags, uint32_t io);
 void lepi_listener_free(lep_listener_t *l);
+bool lepi_listeners_resume_locked(lep_proactor_t *p, int64_t now);
+void lepi_listener_unpause_locked(lep_proactor_t *p, lep_listener_t *l);
 
 /* conn.c */
 void lepi_conn_turn(io_thread_t *t, lep_io_conn_t *ic, uint32_t flags, uint32_t io);

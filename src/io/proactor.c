@@ -464,6 +464,9 @@ lepi_timer_rearm_locked(lep_proactor_t *p)
         next = p->dl[0]->hkey;
     if (p->timers.n && p->timers.v[0].due < next)
         next = p->timers.v[0].due;
+    for (lep_listener_t *l = p->paused; l; l = l->paused_next)
+        if (l->resume_at < next)
+            next = l->resume_at;
     if (next == INT64_MAX || next >= p->tfd_due)
         return;
     if (next < 1)
@@ -489,6 +492,8 @@ timers_fire_locked(lep_proactor_t *p)
     }
     if (p->timers.n && p->timers.v[0].due <= now)
         pushed |= lepi_sched_locked(p, &p->ptask, TF_DUE, 0);
+    if (p->paused)
+        pushed |= lepi_listeners_resume_locked(p, now);
     lepi_timer_rearm_locked(p);
     return pushed;
 }

@@ -13,8 +13,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Accepts per listener turn before other tasks get theirs. */
-enum { ACCEPTS_PER_TURN = 64 };
+enum {
+    ACCEPTS_PER_TURN = 64, /* before other tasks get their turn */
+    ACCEPT_PAUSE_MS = 100, /* out of descriptors: wait, do not spin */
+};
 
 static char *
 str_dup(const char *s)
@@ -273,6 +275,7 @@ lep_listener_close(lep_listener_t *l)
     lepi_maybe_inactive_locked(p);
     /* Being served or queued: the thread that has it (or takes it off
      * the ready list) finishes the close. */
+    lepi_listener_unpause_locked(p, l);
     bool now = !l->task.working && !l->task.queued;
     if (now)
         listener_finish_locked(p, l);
@@ -281,12 +284,48 @@ lep_listener_close(lep_listener_t *l)
         lepi_listener_free(l);
 }
 
+/* Under lock: l waits on p->paused no more. */
+void
+lepi_listener_unpause_locked(lep_proactor_t *p, lep_listener_t *l)
+{
+    if (!l->paused)
+        return;
+    for (lep_listener_t **pp = &p->paused; *pp; pp = &(*pp)->paused_next)
+        if (*pp == l) {
+            *pp = l->paused_next;
+            break;
+        }
+    l->paused = false;
+    l->paused_next = NULL;
+}
+
+/* Under lock, from the timerfd: paused listeners whose time came try
+ * accepting again.  Returns true if one was queued. */
+bool
+lepi_listeners_resume_locked(lep_proactor_t *p, int64_t now)
+{
+    bool pushed = false;
+    for (lep_listener_t **pp = &p->paused; *pp;) {
+        lep_listener_t *l = *pp;
+        if (l->resume_at > now) {
+            pp = &l->paused_next;
+            continue;
+        }
+        *pp = l->paused_next;
+        l->paused = false;
+        l->paused_next = NULL;
+        pushed |= lepi_sched_locked(p, &l->task, 0, EPOLLIN);
+    }
+    return pushed;
+}
+
 void
 lepi_listener_turn(io_thread_t *t, lep_listener_t *l, uint32_t flags, uint32_t io)
 {
     lep_proactor_t *p = l->p;
     (void)flags;
     for (;;) {
+        bool starved = false;
         for (int i = 0; io && i < ACCEPTS_PER_TURN && !atomic_load(&l->closed); i++) {
             int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0) {
@@ -294,16 +333,22 @@ lepi_listener_turn(io_thread_t *t, lep_listener_t *l, uint32_t flags, uint32_t i
                     i--;
                     continue;
                 }
-                /* EAGAIN: drained.  Other errors (EMFILE, a connection
-                 * reset before accept) leave the listener as it is; the
-                 * re-armed registration retries. */
-                break;
+                /* Out of descriptors or memory: the pending connection
+                 * stays in the backlog, and a re-armed listener would
+                 * fire again at once; wait a little instead.  EAGAIN:
+                 * drained.  Other errors (a connection reset before
+                 * accept) concern one connection only. */
+                starved = errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                          errno == ENOMEM;
+                if (starved || errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                continue;
             }
             lepi_tune_socket(fd);
             lepi_conn_accepted(p, l, fd);
         }
         bool closed = atomic_load(&l->closed);
-        if (!closed) {
+        if (!closed && !starved) {
             struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = l->slot};
             epoll_ctl(p->epfd, EPOLL_CTL_MOD, l->fd, &ev);
         }
@@ -314,6 +359,17 @@ lepi_listener_turn(io_thread_t *t, lep_listener_t *l, uint32_t flags, uint32_t i
             listener_finish_locked(p, l);
             pthread_mutex_unlock(&p->lock);
             lepi_listener_free(l);
+            return;
+        }
+        if (starved) {
+            l->task.working = false;
+            l->task.io_events = l->task.flags = 0; /* stale: it was not re-armed */
+            l->resume_at = lep_proactor_now_ms() + ACCEPT_PAUSE_MS;
+            l->paused = true;
+            l->paused_next = p->paused;
+            p->paused = l;
+            lepi_timer_rearm_locked(p);
+            pthread_mutex_unlock(&p->lock);
             return;
         }
         io = l->task.io_events;

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1011,6 +1012,100 @@ test_conn_work_queue(void **state)
     alarm(0);
 }
 
+/* Out of descriptors: accept fails with EMFILE; the listener pauses
+ * instead of spinning, and accepts once descriptors are back. */
+
+typedef struct emfile {
+    lep_proactor_t *p;
+    atomic_int accepted; /* read by the main thread while the loop runs */
+    int disc, errs;
+} emfile_t;
+
+static void
+emfile_connected(void *ctx, lep_io_conn_t *ic)
+{
+    emfile_t *e = ctx;
+    if (!lep_conn_is_server(lep_io_conn_engine(ic)))
+        return;
+    atomic_fetch_add(&e->accepted, 1);
+}
+
+static void
+emfile_event(void *ctx, lep_io_conn_t *ic, const lep_event_t *ev)
+{
+    (void)ctx;
+    (void)ic;
+    bool server = lep_conn_is_server(ev->conn);
+    if (ev->type == LEP_EVENT_CONN_REMOTE_OPEN)
+        assert_int_equal(server ? lep_conn_open(ev->conn) : lep_conn_close(ev->conn, NULL), 0);
+    if (ev->type == LEP_EVENT_CONN_REMOTE_CLOSE && server)
+        assert_int_equal(lep_conn_close(ev->conn, NULL), 0);
+}
+
+static void
+emfile_disc(void *ctx, lep_io_conn_t *ic, int err, const char *reason)
+{
+    emfile_t *e = ctx;
+    (void)ic;
+    if (err)
+        fprintf(stderr, "emfile: %s\n", reason);
+    e->errs += err != 0;
+    if (++e->disc == 2)
+        lep_proactor_interrupt(e->p);
+}
+
+static void *
+emfile_run(void *arg)
+{
+    return (void *)(intptr_t)lep_proactor_run(arg);
+}
+
+static void
+test_accept_out_of_descriptors(void **state)
+{
+    (void)state;
+    arm_alarm(20);
+    emfile_t e;
+    memset(&e, 0, sizeof e);
+    assert_int_equal(lep_proactor_new(&e.p, NULL), 0);
+    lep_io_handler_t h = {.on_setup = open_setup, .on_connected = emfile_connected,
+                          .on_event = emfile_event, .on_disconnected = emfile_disc};
+    lep_io_handler_t sh = {.on_connected = emfile_connected, .on_event = emfile_event,
+                           .on_disconnected = emfile_disc};
+    lep_listener_t *l;
+    assert_int_equal(lep_proactor_listen(e.p, "127.0.0.1", 0, NULL, &sh, &e, &l), 0);
+    assert_int_equal(
+        lep_proactor_connect(e.p, "127.0.0.1", lep_listener_port(l), NULL, &h, &e, NULL), 0);
+    /* No descriptor above the ones in use: the accept cannot get one. */
+    int probe = dup(0);
+    assert_true(probe >= 0);
+    close(probe);
+    struct rlimit old, low;
+    getrlimit(RLIMIT_NOFILE, &old);
+    low = old;
+    low.rlim_cur = (rlim_t)probe;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, emfile_run, e.p), 0);
+    usleep(50000);
+    double cpu0 = cpu_seconds();
+    usleep(300000);
+    double cpu = cpu_seconds() - cpu0;
+    int accepted = atomic_load(&e.accepted);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    void *rc;
+    pthread_join(th, &rc);
+    assert_int_equal((intptr_t)rc, 0);
+    fprintf(stderr, "  out of descriptors for 300 ms: %.3f s CPU\n", cpu);
+    assert_int_equal(accepted, 0);
+    assert_true(cpu < 0.1); /* a spinning listener burns all of it */
+    assert_int_equal(atomic_load(&e.accepted), 1);
+    assert_int_equal(e.disc, 2);
+    assert_int_equal(e.errs, 0);
+    lep_proactor_free(e.p);
+    alarm(0);
+}
+
 /* Listeners that wait on the ready list when the proactor is freed (a
  * run() left before serving them): a closed one is only there, an open
  * one is on both lists; each is freed once (ASan counts). */
@@ -1045,6 +1140,7 @@ main(void)
         cmocka_unit_test(test_concurrent_run),
         cmocka_unit_test(test_idle_heartbeats),
         cmocka_unit_test(test_conn_work_queue),
+        cmocka_unit_test(test_accept_out_of_descriptors),
         cmocka_unit_test(test_free_with_queued_listeners),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
