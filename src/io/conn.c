@@ -415,8 +415,11 @@ conn_read(io_thread_t *t, lep_io_conn_t *ic)
             bool early = !lep_conn_finished(ic->c) &&
                          lep_conn_remote_state(ic->c) != LEP_STATE_CLOSED;
             lep_conn_input_closed(ic->c);
-            if (early)
-                set_reason(ic, ECONNRESET, "read: peer closed the socket before AMQP close");
+            if (early && !ic->os_error) {
+                ic->os_error = ECONNRESET;
+                snprintf(ic->reason, sizeof ic->reason,
+                         "read: peer closed the socket before the AMQP close");
+            }
         } else if (errno == EINTR) {
             i--;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
