@@ -759,8 +759,10 @@ start_attempt(io_thread_t *t, lep_io_conn_t *ic)
         end_attempt(t, ic);
         return;
     }
-    int fd, cerr, gai;
-    int e = lepi_sock_connect(a->host, a->port, &fd, &cerr, &gai);
+    int fd, gai;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    int e = lepi_sock_open(a->host, a->port, &fd, &sa, &salen, &gai);
     if (e) {
         if (gai) {
             ic->os_error = EHOSTUNREACH;
@@ -771,6 +773,9 @@ start_attempt(io_thread_t *t, lep_io_conn_t *ic)
         return;
     }
     ic->fd = fd;
+    /* Before the socket is in epoll: an unconnected socket reports
+     * EPOLLOUT|EPOLLHUP, which would read as a refused connect. */
+    int cerr = lepi_sock_start(fd, &sa, salen);
     pthread_mutex_lock(&p->lock);
     ic->slot = lepi_slot_alloc(p, &ic->task);
     pthread_mutex_unlock(&p->lock);
@@ -999,8 +1004,10 @@ lep_proactor_connect(lep_proactor_t *p, const char *host, uint16_t port,
         return LEP_ERR_INVALID;
     if (copts && copts->server)
         return LEP_ERR_INVALID;
-    int fd, cerr, gai;
-    if (lepi_sock_connect(host, port, &fd, &cerr, &gai) != 0)
+    int fd, gai;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    if (lepi_sock_open(host, port, &fd, &sa, &salen, &gai) != 0)
         return LEP_ERR_IO;
     lep_io_conn_t *ic = conn_alloc(p, h, ctx);
     if (!ic) {
@@ -1017,8 +1024,10 @@ lep_proactor_connect(lep_proactor_t *p, const char *host, uint16_t port,
         lepi_conn_discard(ic); /* a hold taken in on_setup keeps the memory */
         return rc;
     }
+    /* The connect starts once on_setup accepted it. */
     ic->phase = PH_CONNECTING;
     uint32_t flags = 0;
+    int cerr = lepi_sock_start(fd, &sa, salen);
     if (cerr && cerr != EINPROGRESS) {
         set_reason(ic, cerr, "connect");
         close_engine_io(ic);

@@ -32,6 +32,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 
 enum io_task_kind { TK_PROACTOR = 1, TK_LISTENER, TK_CONN };
 
@@ -230,7 +231,9 @@ io_timer_t lepi_timers_pop(io_timers_t *h);
 int lepi_copts_copy(io_copts_t *d, const lep_conn_opts_t *s, bool server);
 void lepi_copts_fini(io_copts_t *d);
 void lepi_tune_socket(int fd);
-int lepi_sock_connect(const char *host, uint16_t port, int *fd, int *cerr, int *gai_err);
+int lepi_sock_open(const char *host, uint16_t port, int *fd, struct sockaddr_storage *sa,
+                   socklen_t *salen, int *gai_err);
+int lepi_sock_start(int fd, const struct sockaddr_storage *sa, socklen_t salen);
 void lepi_listener_turn(io_thread_t *t, lep_listener_t *l, uint32_t flags, uint32_t io);
 void lepi_listener_free(lep_listener_t *l);
 bool lepi_listeners_resume_locked(lep_proactor_t *p, int64_t now);

@@ -86,15 +86,14 @@ lepi_tune_socket(int fd)
 }
 
 /* Resolves host:port (blocking getaddrinfo; numeric addresses never
- * block) and starts a non-blocking connect to the first address.
- * Returns 0 with *fd and *cerr (0: connected at once, EINPROGRESS, or
- * the errno connect() failed with); or an errno with *fd -1: for a
- * resolution failure EHOSTUNREACH and *gai_err the getaddrinfo code. */
+ * block) and makes a non-blocking socket for its first address, kept in
+ * *sa.  Returns 0, or an errno with *fd -1: for a resolution failure
+ * EHOSTUNREACH and *gai_err the getaddrinfo code. */
 int
-lepi_sock_connect(const char *host, uint16_t port, int *fd, int *cerr, int *gai_err)
+lepi_sock_open(const char *host, uint16_t port, int *fd, struct sockaddr_storage *sa,
+               socklen_t *salen, int *gai_err)
 {
     *fd = -1;
-    *cerr = 0;
     *gai_err = 0;
     char svc[8];
     snprintf(svc, sizeof svc, "%u", (unsigned)port);
@@ -108,20 +107,31 @@ lepi_sock_connect(const char *host, uint16_t port, int *fd, int *cerr, int *gai_
     }
     int s = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                    ai->ai_protocol);
-    if (s < 0) {
-        int e = errno;
+    if (s < 0 || ai->ai_addrlen > sizeof *sa) {
+        int e = s < 0 ? errno : EAFNOSUPPORT;
+        if (s >= 0)
+            close(s);
         freeaddrinfo(ai);
         return e;
     }
     lepi_tune_socket(s);
-    int r;
-    do
-        r = connect(s, ai->ai_addr, ai->ai_addrlen);
-    while (r < 0 && errno == EINTR);
-    *cerr = r < 0 ? errno : 0;
+    memcpy(sa, ai->ai_addr, ai->ai_addrlen);
+    *salen = ai->ai_addrlen;
     freeaddrinfo(ai);
     *fd = s;
     return 0;
+}
+
+/* Starts the connect: 0 (connected at once), EINPROGRESS, or the errno
+ * connect() failed with. */
+int
+lepi_sock_start(int fd, const struct sockaddr_storage *sa, socklen_t salen)
+{
+    int r;
+    do
+        r = connect(fd, (const struct sockaddr *)sa, salen);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? errno : 0;
 }
 
 /* ------------------------------------------------------------------ */

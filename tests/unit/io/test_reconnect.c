@@ -605,6 +605,7 @@ test_local_close_does_not_reconnect(void **state)
     lep_io_addr_t a = {"127.0.0.1", r.port};
     connect_to(&r, &a, 1, 10, 100, 0);
     run_on(r.p, 2);
+    dump(&r);
     assert_int_equal(atomic_load(&g_fail), 0);
     assert_int_equal(r.setups, 1);
     assert_int_equal(r.discs, 1);
