@@ -21,6 +21,7 @@
 enum {
     MAXEV = 32,
     PTASK_ROUNDS = 8, /* proactor task: rounds before others get a turn */
+    POLL_EVERY = 16,  /* ready tasks served between two looks at epoll */
 };
 
 _Thread_local io_thread_t *lepi_io_current;
@@ -667,12 +668,15 @@ lep_proactor_run(lep_proactor_t *p)
     pthread_mutex_unlock(&p->lock);
 
     int rc = 0;
+    int served = 0; /* ready tasks since the last epoll_wait */
     struct epoll_event evs[MAXEV];
     for (;;) {
         if (lepi_io_leaving(&t))
             break;
         pthread_mutex_lock(&p->lock);
-        io_task_t *task = pop_ready(p);
+        /* Tasks that always have more to do must not keep sockets from
+         * being heard: every POLL_EVERY tasks, a look at epoll. */
+        io_task_t *task = served < POLL_EVERY ? pop_ready(p) : NULL;
         if (task) {
             uint32_t flags = task->flags, io = task->io_events;
             task->flags = task->io_events = 0;
@@ -680,14 +684,18 @@ lep_proactor_run(lep_proactor_t *p)
             pthread_mutex_unlock(&p->lock);
             if (kick)
                 lepi_io_wake(p); /* more for another thread */
+            served++;
             run_task(&t, task, flags, io);
             continue;
         }
-        p->nidle++;
+        bool block = p->nready == 0;
+        if (block)
+            p->nidle++;
         pthread_mutex_unlock(&p->lock);
 
-        int n = epoll_wait(p->epfd, evs, MAXEV, -1);
+        int n = epoll_wait(p->epfd, evs, MAXEV, block ? -1 : 0);
         int err = errno;
+        served = 0;
         bool woke = false, timer = false;
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u64 == ID_WAKE)
@@ -706,7 +714,8 @@ lep_proactor_run(lep_proactor_t *p)
                 ;
 
         pthread_mutex_lock(&p->lock);
-        p->nidle--;
+        if (block)
+            p->nidle--;
         if (n < 0 && err != EINTR) {
             pthread_mutex_unlock(&p->lock);
             rc = LEP_ERR_IO;

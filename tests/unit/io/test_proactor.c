@@ -274,6 +274,75 @@ test_loopback_conversation(void **state)
     alarm(0);
 }
 
+/* The same conversation while a proactor function and a work item on
+ * the client keep re-injecting themselves: tasks that always have more
+ * to do must not keep the sockets from being served. */
+
+typedef struct spin {
+    convo_t *cv;
+    lep_io_conn_t *client;
+    long pspins, cspins;
+} spin_t;
+
+static void
+proactor_spinner(void *ctx)
+{
+    spin_t *sp = ctx;
+    sp->pspins++;
+    if (!(sp->cv->client_disc && sp->cv->server_disc))
+        assert_int_equal(lep_proactor_inject(sp->cv->p, proactor_spinner, sp), 0);
+}
+
+static void
+conn_spinner(void *ctx)
+{
+    spin_t *sp = ctx;
+    sp->cspins++;
+    /* Re-injected until the connection ends (then LEP_ERR_STATE). */
+    lep_io_conn_inject(sp->client, conn_spinner, sp);
+}
+
+static void
+spin_connected(void *ctx, lep_io_conn_t *ic)
+{
+    spin_t *sp = lep_conn_context(lep_io_conn_engine(ic));
+    (void)ctx;
+    sp->client = ic;
+    assert_int_equal(lep_io_conn_inject(ic, conn_spinner, sp), 0);
+}
+
+static void
+test_busy_tasks_do_not_starve_sockets(void **state)
+{
+    (void)state;
+    arm_alarm(20);
+    convo_t cv = {.body_ok = true};
+    spin_t sp = {.cv = &cv};
+    assert_int_equal(lep_proactor_new(&cv.p, NULL), 0);
+    lep_io_handler_t sh = {.on_connected = server_connected,
+                           .on_event = server_event,
+                           .on_disconnected = server_disconnected};
+    assert_int_equal(lep_proactor_listen(cv.p, "127.0.0.1", 0, NULL, &sh, &cv, &cv.l), 0);
+    lep_io_handler_t ch = {.on_setup = client_setup,
+                           .on_connected = spin_connected,
+                           .on_event = client_event,
+                           .on_disconnected = client_disconnected};
+    lep_io_conn_t *ic;
+    assert_int_equal(
+        lep_proactor_connect(cv.p, "127.0.0.1", lep_listener_port(cv.l), NULL, &ch, &cv, &ic), 0);
+    lep_conn_set_context(lep_io_conn_engine(ic), &sp);
+    assert_int_equal(lep_proactor_inject(cv.p, proactor_spinner, &sp), 0);
+    assert_int_equal(lep_proactor_run(cv.p), 0);
+    assert_int_equal(cv.received, NMSG);
+    assert_int_equal(cv.accepted, NMSG);
+    assert_int_equal(cv.client_err, 0);
+    assert_int_equal(cv.server_err, 0);
+    assert_true(sp.pspins > 0 && sp.cspins > 0);
+    fprintf(stderr, "  spins meanwhile: %ld proactor, %ld connection\n", sp.pspins, sp.cspins);
+    lep_proactor_free(cv.p); /* frees the last proactor spinner */
+    alarm(0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Timers                                                              */
 
@@ -1131,6 +1200,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loopback_conversation),
+        cmocka_unit_test(test_busy_tasks_do_not_starve_sockets),
         cmocka_unit_test(test_timers_in_order),
         cmocka_unit_test(test_inject_wakes_loop),
         cmocka_unit_test(test_connect_refused),
