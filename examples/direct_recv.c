@@ -1,0 +1,50 @@
+/* direct_recv: listen and receive COUNT messages straight from a sender
+ * that connects (no broker in between), then stop listening.
+ *
+ *   direct_recv [URL [COUNT]]      default amqp://127.0.0.1:5672/examples, 100
+ *
+ * Try it with simple_send on the same URL. */
+#include <lepton/messaging.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct app {
+    int expected, received;
+    lep_container_t *c;
+    lep_listener_t *l;
+} app_t;
+
+static void
+on_message(void *ctx, lep_receiver_t *r, lep_delivery_t *d, lep_message_t *m)
+{
+    app_t *a = ctx;
+    lep_bytes_t body;
+    if (lep_message_body_string(m, &body) == 0)
+        printf("%.*s\n", (int)body.len, (const char *)body.ptr);
+    if (++a->received == a->expected) {
+        /* the sender closes when its last message is accepted */
+        lep_container_close_listener(a->c, a->l);
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *url = argc > 1 ? argv[1] : "amqp://127.0.0.1:5672/examples";
+    app_t a = {.expected = argc > 2 ? atoi(argv[2]) : 100};
+    lep_handler_t h = {.on_message = on_message};
+    lep_container_opts_t o;
+    lep_container_opts_init(&o);
+    o.handler = &h;
+    o.ctx = &a;
+    lep_container_new(&a.c, &o);
+    if (lep_container_listen(a.c, url, NULL, &a.l) != 0) {
+        fprintf(stderr, "direct_recv: %s\n", lep_container_error());
+        return 1;
+    }
+    fprintf(stderr, "direct_recv: listening on %s\n", url);
+    lep_container_run(a.c);
+    lep_container_free(a.c);
+    return a.received == a.expected ? 0 : 1;
+}

@@ -1,0 +1,82 @@
+/* What the lepton command-line clients share: option values, the
+ * connection options they map to, stopping on a signal or a timeout,
+ * and printing a message as text or JSON.  Uses the public API only. */
+#ifndef LEPTON_TOOLS_CLI_H
+#define LEPTON_TOOLS_CLI_H
+
+#include <lepton/messaging.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit statuses of every client. */
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+
+/* Options every client takes. */
+typedef struct cli_common {
+    const char *prog;
+    const char *url;
+    lep_delivery_mode_t mode;
+    double timeout_s;      /* 0: none */
+    const char *sasl_mechanisms;
+    const char *tls_ca, *tls_cert, *tls_key;
+    int verbose;
+    int max_reconnect;     /* consecutive attempts; 0: none */
+} cli_common_t;
+
+void cli_common_init(cli_common_t *o, const char *prog);
+
+/* Long options of cli_common_t, to append to a tool's table, and their
+ * handler: returns 1 when it took the option, 0 when not its own, and
+ * exits with CLI_USAGE on a bad value.  Ids are >= CLI_OPT_BASE. */
+#define CLI_OPT_BASE 1000
+#define CLI_COMMON_LONGOPTS                                                                   \
+    {"settle", required_argument, NULL, CLI_OPT_BASE + 0},                                  \
+        {"timeout", required_argument, NULL, CLI_OPT_BASE + 1},                             \
+        {"sasl-mechanisms", required_argument, NULL, CLI_OPT_BASE + 2},                     \
+        {"tls-ca", required_argument, NULL, CLI_OPT_BASE + 3},                              \
+        {"tls-cert", required_argument, NULL, CLI_OPT_BASE + 4},                            \
+        {"tls-key", required_argument, NULL, CLI_OPT_BASE + 5},                             \
+        {"max-reconnect", required_argument, NULL, CLI_OPT_BASE + 6},                       \
+        {"verbose", no_argument, NULL, 'v'}
+int cli_common_option(cli_common_t *o, int opt, const char *arg);
+
+/* The text of the common options for --help. */
+extern const char cli_common_help[];
+
+/* Prints "prog: message" to stderr and exits with CLI_USAGE, adding a
+ * hint to run --help. */
+void cli_usage_error(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+/* Prints "prog: message" to stderr. */
+void cli_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Strict number parsing: the whole string, in range; exits with
+ * CLI_USAGE naming the option otherwise. */
+uint64_t cli_parse_u64(const char *prog, const char *opt, const char *s, uint64_t max);
+double cli_parse_seconds(const char *prog, const char *opt, const char *s);
+
+/* Connection options from the common options (strings point into o). */
+void cli_connection_opts(const cli_common_t *o, lep_connection_opts_t *co);
+/* Container options: -v traces frames to stderr. */
+void cli_container_opts(const cli_common_t *o, lep_container_opts_t *copt);
+
+/* SIGINT and SIGTERM stop the container cleanly (once; a second signal
+ * exits at once); a timeout stops it too and sets *timed_out.  Call
+ * after the container is made, before run. */
+void cli_stop_on_signals(lep_container_t *c);
+void cli_arm_timeout(lep_container_t *c, double seconds, volatile bool *timed_out);
+/* True once a signal asked to stop. */
+bool cli_interrupted(void);
+
+double cli_now(void); /* monotonic seconds */
+
+/* One line per message body: a string value as is, data sections as
+ * their bytes, other values in lepton's readable form. */
+void cli_print_body(FILE *f, const lep_message_t *m);
+/* One JSON object per message: properties, application properties,
+ * annotations and body. */
+void cli_print_json(FILE *f, const lep_message_t *m);
+
+#endif

@@ -1,0 +1,231 @@
+/* lepton-recv: receives messages from an AMQP 1.0 address (or, with
+ * --listen, from peers that connect to it) and prints them.  A thin
+ * main() over the messaging API (include/lepton/messaging.h). */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PROG "lepton-recv"
+
+static const char usage_text[] =
+    "Usage: " PROG " [OPTIONS] URL\n"
+    "Receive messages from the address in URL.\n"
+    "\n"
+    "URL is amqp[s]://[USER[:PASSWORD]@]HOST[:PORT]/ADDRESS (ports 5672 and\n"
+    "5671 by default).  With --listen, " PROG " is the server: it listens on\n"
+    "HOST:PORT and takes messages from senders that connect to it directly.\n"
+    "\n"
+    "Options:\n"
+    "  -c, --count N           stop after N messages (default 1; 0: until stopped\n"
+    "                          with Ctrl-C or SIGTERM)\n"
+    "      --listen            listen on URL's host and port (peer-to-peer, no broker)\n"
+    "      --print             print each message body on a line of its own\n"
+    "      --json              print each message as a JSON object on one line\n"
+    "                          (header, properties, annotations, application\n"
+    "                          properties, body)\n"
+    "      --credit N          prefetch window: messages the sender may send ahead\n"
+    "                          (default 100)\n"
+    "%s"
+    "\n"
+    "A summary (messages, seconds, messages per second) goes to stderr.\n"
+    "\n"
+    "Exit status: 0 when COUNT messages arrived (or, with --count 0, when stopped\n"
+    "by a signal), 1 on a timeout or a connection failure, 2 for bad usage.\n"
+    "\n"
+    "Examples:\n"
+    "  " PROG " --print amqp://localhost/queue.orders\n"
+    "  " PROG " --listen -c 0 --json amqp://127.0.0.1:5672/inbox\n";
+
+typedef struct receiver {
+    cli_common_t common;
+    uint64_t count;
+    bool listen, print, json;
+    uint32_t credit;
+    uint64_t received;
+    double t0, t_first;
+    volatile bool timed_out;
+    bool done;
+    lep_listener_t *listener;
+    lep_container_t *c;
+    int failed;
+} receiver_t;
+
+/* The credit to give now so that at most `credit` messages are in flight
+ * and never more than the count still wanted. */
+static void
+grant(receiver_t *s, lep_receiver_t *r)
+{
+    uint64_t want = s->credit;
+    if (s->count) {
+        uint64_t left = s->count > s->received ? s->count - s->received : 0;
+        if (left < want)
+            want = left;
+    }
+    uint32_t have = lep_receiver_credit(r);
+    if (want > have && (have <= s->credit / 2 || want - have == want))
+        lep_receiver_flow(r, (uint32_t)(want - have));
+}
+
+static void
+finish(receiver_t *s, lep_connection_t *conn)
+{
+    if (s->done)
+        return;
+    s->done = true;
+    if (s->listener) {
+        lep_container_close_listener(s->c, s->listener);
+        s->listener = NULL;
+    }
+    lep_connection_close(conn, NULL);
+}
+
+static void
+on_receiver_open(void *ctx, lep_receiver_t *r)
+{
+    receiver_t *s = ctx;
+    if (s->done) {
+        lep_receiver_close(r, NULL);
+        return;
+    }
+    if (s->listen)
+        lep_receiver_set_credit_window(r, 0);
+    grant(s, r);
+}
+
+static void
+on_message(void *ctx, lep_receiver_t *r, lep_delivery_t *d, lep_message_t *m)
+{
+    receiver_t *s = ctx;
+    if (s->done) {
+        lep_delivery_release(d);
+        return;
+    }
+    if (!s->received)
+        s->t_first = cli_now();
+    s->received++;
+    if (s->json)
+        cli_print_json(stdout, m);
+    else if (s->print)
+        cli_print_body(stdout, m);
+    if (s->count && s->received >= s->count)
+        finish(s, lep_receiver_connection(r));
+    else
+        grant(s, r);
+}
+
+static void
+on_final(void *ctx, lep_connection_t *c)
+{
+    receiver_t *s = ctx;
+    if (s->listen && s->done)
+        lep_container_stop(s->c);
+    /* A client whose connection ended for good before the count failed;
+     * a listener waits for the next peer. */
+    if (s->listen)
+        return;
+    if (!s->done && !(s->count == 0 && cli_interrupted()))
+        s->failed = 1;
+    /* the work is over: a pending --timeout must not keep us */
+    lep_container_stop(s->c);
+}
+
+int
+main(int argc, char **argv)
+{
+    receiver_t s;
+    memset(&s, 0, sizeof s);
+    cli_common_init(&s.common, PROG);
+    s.count = 1;
+    s.credit = 100;
+    enum { O_LISTEN = 1, O_PRINT, O_JSON, O_CREDIT };
+    static const struct option longopts[] = {
+        {"count", required_argument, NULL, 'c'},
+        {"listen", no_argument, NULL, O_LISTEN},
+        {"print", no_argument, NULL, O_PRINT},
+        {"json", no_argument, NULL, O_JSON},
+        {"credit", required_argument, NULL, O_CREDIT},
+        {"help", no_argument, NULL, 'h'},
+        CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
+        if (cli_common_option(&s.common, opt, optarg))
+            continue;
+        switch (opt) {
+        case 'c': s.count = cli_parse_u64(PROG, "--count", optarg, UINT64_MAX - 1); break;
+        case O_LISTEN: s.listen = true; break;
+        case O_PRINT: s.print = true; break;
+        case O_JSON: s.json = true; break;
+        case O_CREDIT:
+            s.credit = (uint32_t)cli_parse_u64(PROG, "--credit", optarg, 1000000);
+            if (!s.credit)
+                cli_usage_error(PROG, "--credit must be at least 1");
+            break;
+        case 'h': printf(usage_text, cli_common_help); return CLI_OK;
+        default: cli_usage_error(PROG, "unknown option");
+        }
+    }
+    if (optind >= argc)
+        cli_usage_error(PROG, "missing URL (amqp://HOST:PORT/ADDRESS)");
+    if (optind + 1 < argc)
+        cli_usage_error(PROG, "unexpected argument '%s'", argv[optind + 1]);
+    if (s.print && s.json)
+        cli_usage_error(PROG, "--print and --json cannot be used together");
+    s.common.url = argv[optind];
+    if (isatty(STDOUT_FILENO))
+        setvbuf(stdout, NULL, _IOLBF, 0);
+
+    lep_handler_t h = {
+        .on_receiver_open = on_receiver_open,
+        .on_message = on_message,
+        .on_connection_final = on_final,
+    };
+    lep_container_opts_t copt;
+    cli_container_opts(&s.common, &copt);
+    copt.handler = &h;
+    copt.ctx = &s;
+    if (lep_container_new(&s.c, &copt) != 0) {
+        cli_error(PROG, "cannot start: out of memory");
+        return CLI_FAILED;
+    }
+    lep_connection_opts_t co;
+    cli_connection_opts(&s.common, &co);
+    int rc;
+    if (s.listen) {
+        rc = lep_container_listen(s.c, s.common.url, &co, &s.listener);
+    } else {
+        lep_receiver_opts_t ro;
+        lep_receiver_opts_init(&ro);
+        ro.mode = s.common.mode;
+        ro.credit_window = 0; /* granted by hand: never more than --count */
+        rc = lep_container_open_receiver(s.c, s.common.url, &ro, &co, NULL);
+    }
+    if (rc) {
+        cli_error(PROG, "%s", lep_container_error());
+        lep_container_free(s.c);
+        return rc == LEP_ERR_INVALID ? CLI_USAGE : CLI_FAILED;
+    }
+    if (s.listen && s.common.verbose)
+        cli_error(PROG, "listening on port %u", (unsigned)lep_listener_port(s.listener));
+    cli_stop_on_signals(s.c);
+    cli_arm_timeout(s.c, s.common.timeout_s, &s.timed_out);
+    s.t0 = cli_now();
+    rc = lep_container_run(s.c);
+    double secs = cli_now() - (s.received ? s.t_first : s.t0);
+    lep_container_free(s.c);
+    fflush(stdout);
+    if (rc)
+        cli_error(PROG, "event loop failed: %s", lep_strerror(rc));
+    if (s.timed_out)
+        cli_error(PROG, "timed out after %g s", s.common.timeout_s);
+    fprintf(stderr, "%s: received %llu messages in %.3f s, %.0f msgs/s\n", PROG,
+            (unsigned long long)s.received, secs,
+            secs > 0 && s.received > 1 ? (double)s.received / secs : 0.0);
+    bool ok = !rc && !s.timed_out && !s.failed &&
+              (s.count ? s.received >= s.count : true);
+    return ok ? CLI_OK : CLI_FAILED;
+}
