@@ -38,10 +38,13 @@ build-asan: setup $(ASAN_BUILD)/CMakeCache.txt
 build-fuzz: setup $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 
-# Until the broker exists the demo is lepton-dump decoding a recorded AMQP
-# conversation (a client sending one message) shipped in examples/.
+# Until the broker exists the main job is the request-response server on
+# its default address, answering until Ctrl-C (lepton-client talks to it).
+RUN_URL ?= amqp://127.0.0.1:5672/requests
 run: build
-	$(BUILD)/lepton-dump --frames examples/data/send-one-message.amqp
+	@echo "lepton-server: answering requests on $(RUN_URL) (Ctrl-C stops it)"
+	@echo "  try: $(BUILD)/lepton-client $(RUN_URL) -m hello -m world"
+	@exec $(BUILD)/lepton-server --listen $(RUN_URL)
 
 test: build build-asan build-fuzz
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -166,7 +166,8 @@ cli_connection_opts(const cli_common_t *o, lep_connection_opts_t *co)
 static void
 trace_line(void *ctx, lep_conn_t *c, bool sent, const char *line)
 {
-    fprintf(stderr, "[%p] %s %s\n", (void *)c, sent ? "->" : "<-", line);
+    /* line already says which way the frame went */
+    fprintf(stderr, "[%p] %s\n", (void *)c, line);
 }
 
 void
