@@ -377,18 +377,32 @@ lepi_connection_session(lep_connection_t *c)
     return s;
 }
 
+/* host:port for messages, IPv6 literals in brackets. */
+static void
+set_peer(lep_connection_t *c, const char *host, uint16_t port)
+{
+    snprintf(c->peer, sizeof c->peer, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
+             (unsigned)port);
+}
+
 /* ------------------------------------------------------------------ */
 /* io callbacks                                                        */
 
+/* attempt: consecutive failures so far, this one included.  The default
+ * report is quiet about the retries in between: it tells the first
+ * failure and the last. */
 static void
-transport_error(lep_connection_t *c, const lep_condition_t *cond)
+transport_error(lep_connection_t *c, const lep_condition_t *cond, uint32_t attempt)
 {
     const lepi_hslot_t *s = LEPI_PICK(c, NULL, on_transport_error);
     if (s)
         s->h.on_transport_error(s->ctx, c, cond);
-    else
-        lepi_report(c->peer, c->server ? "connection from peer failed" : "connection failed",
-                    cond);
+    else if (c->server)
+        lepi_report(c->peer, "connection from peer failed", cond);
+    else if (!c->reconnecting)
+        lepi_report(c->peer, "connection failed", cond);
+    else if (attempt <= 1)
+        lepi_report(c->peer, "connection failed (reconnecting)", cond);
 }
 
 static void
@@ -494,13 +508,6 @@ io_disconnected(lep_connection_t *c, lep_io_conn_t *ic, int os_error, const char
 {
     hold_ic(c, ic);
     lep_conn_t *e = lep_io_conn_engine(ic);
-    if (os_error && os_error != EPROTO) {
-        lep_condition_t cond = lep_condition_make("lepton:io", reason);
-        transport_error(c, &cond);
-    } else if (c->transport_failed && e) {
-        transport_error(c, lep_conn_local_condition(e));
-    }
-    c->transport_failed = false;
     /* A refused login or an untrusted certificate does not get better by
      * trying again. */
     if (e) {
@@ -513,6 +520,17 @@ io_disconnected(lep_connection_t *c, lep_io_conn_t *ic, int os_error, const char
     if (c->app_closed)
         lep_io_conn_cancel_reconnect(ic);
     c->reconnecting = !c->server && lep_io_conn_reconnecting(ic);
+    /* The socket's own error (refused, reset) says more than the
+     * engine's view of it; a protocol error (EPROTO) is the engine's.
+     * The end of a connection the application closed is no error. */
+    bool ours = c->app_closed && (os_error == ECONNABORTED || os_error == ECANCELED);
+    if (os_error && os_error != EPROTO && !ours) {
+        lep_condition_t cond = lep_condition_make("lepton:io", reason);
+        transport_error(c, &cond, lep_io_conn_attempt(ic));
+    } else if (c->transport_failed && e) {
+        transport_error(c, lep_conn_local_condition(e), lep_io_conn_attempt(ic));
+    }
+    c->transport_failed = false;
     void **ctxs = NULL;
     size_t n = 0, cap = 0;
     lepi_links_transport_gone(c, &ctxs, &n, &cap);
@@ -549,8 +567,7 @@ client_setup(void *ctx, lep_io_conn_t *ic, lep_conn_t *e)
         lep_conn_set_trace(e, c->cont->trace, c->cont->trace_ctx);
     const lep_io_addr_t *a = lep_io_conn_addr(ic);
     if (a)
-        snprintf(c->peer, sizeof c->peer, strchr(a->host, ':') ? "[%s]:%u" : "%s:%u", a->host,
-                 (unsigned)a->port);
+        set_peer(c, a->host, a->port);
     int rc;
     if (s->sasl_enabled) {
         lep_sasl_client_opts_t so;
@@ -747,8 +764,7 @@ connection_prepare(lep_container_t *cont, const char *url, const lep_connection_
     if (rc)
         lepi_set_error("%s", err[0] ? err : lep_strerror(rc));
     c->tls = u.tls;
-    snprintf(c->peer, sizeof c->peer, strchr(u.host, ':') ? "[%s]:%u" : "%s:%u", u.host,
-             (unsigned)u.port);
+    set_peer(c, u.host, u.port);
     lep_url_fini(&u);
     if (have_cfg)
         lep_connect_config_fini(&cfg);
