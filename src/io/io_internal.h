@@ -239,9 +239,15 @@ void lepi_listener_free(lep_listener_t *l);
 bool lepi_listeners_resume_locked(lep_proactor_t *p, int64_t now);
 void lepi_listener_unpause_locked(lep_proactor_t *p, lep_listener_t *l);
 
-/* conn.c */
+/* conn.c: a connection's turns */
 void lepi_conn_turn(io_thread_t *t, lep_io_conn_t *ic, uint32_t flags, uint32_t io);
+void lepi_conn_set_reason(lep_io_conn_t *ic, int err, const char *what);
+void lepi_conn_close_io(lep_io_conn_t *ic);
+
+/* conn_api.c: making connections, references */
 void lepi_conn_accepted(lep_proactor_t *p, lep_listener_t *l, int fd);
 void lepi_conn_discard(lep_io_conn_t *ic);
+void lepi_conn_drop_ref(lep_io_conn_t *ic);
+void lepi_conn_free_work(io_work_t *w);
 
 #endif
