@@ -1,0 +1,525 @@
+/* lepton-bench: messaging throughput and latency, in the manner of the
+ * quiver tool.  Senders send N messages of S bytes to receivers, peer to
+ * peer (this process listens on 127.0.0.1 and connects to itself) or
+ * through a broker URL, and the program reports messages per second and
+ * the latency percentiles, with a live progress line on a terminal and a
+ * final line of JSON.  A thin main() over the messaging API
+ * (include/lepton/messaging.h) only.
+ *
+ * The measuring half (options, counters, timing, percentiles, output) is
+ * bench/bench_common.h, shared with bench/proton_peer.c, the Proton-C
+ * program that does the same work for bench/compare.
+ *
+ * Per message:
+ *   sender    patch the send time into the message encoded once before
+ *             the run and lep_sender_send_encoded() it (with
+ *             --encode-each: set the body of a reused lep_message_t and
+ *             lep_sender_send() it), while the link has credit; the
+ *             container settles each delivery when its outcome arrives;
+ *   receiver  the container decodes the message into its reused
+ *             lep_message_t and calls on_message, which reads the time
+ *             from the body and stores one latency sample; the container
+ *             accepts and settles it and tops the credit window up once
+ *             half of it is used.
+ * Nothing is allocated by this program per message.  The allocations
+ * lepton makes during the run are counted through lep_set_allocator()
+ * and reported per message (the design goal is 0). */
+#include <lepton/messaging.h>
+
+#include "../bench/bench_common.h"
+
+#define PROG "lepton-bench"
+#define VERSION "0.1.0"
+
+static bench_opts_t opts;
+static bench_pair_t *pairs;
+static bench_global_t global;
+static lep_container_t *container;
+static lep_listener_t *listener;
+static _Atomic unsigned next_receiver; /* peer-to-peer: pair of the next accepted receiver */
+static _Atomic bool failed;
+
+/* Allocations through lepton's hook, from the first send to the end. */
+static _Atomic uint64_t allocs;
+static _Atomic uint64_t allocs_at_start;
+static _Atomic bool started;
+
+typedef struct side {
+    bench_pair_t *pair;
+    bool sender;
+    lep_connection_t *conn;
+    lep_sender_t *snd;
+    lep_receiver_t *rcv;
+    /* sender: the encoded message, patched per send */
+    lep_buf_t out;
+    size_t body_off;
+    lep_message_t *msg; /* --encode-each */
+    uint8_t *body;
+} side_t;
+
+static side_t *sides; /* [2i] sender, [2i+1] receiver of pair i */
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: " PROG " [OPTIONS] [URL]\n"
+            "Measure messaging throughput and latency with lepton.\n"
+            "\n"
+            "Senders send COUNT messages (or send for --duration seconds) with a body of\n"
+            "SIZE bytes to receivers, as fast as the receivers' credit allows; the\n"
+            "receivers accept each message.  The result is messages per second from the\n"
+            "first send to the last arrival (and last settlement), and the percentiles\n"
+            "of the latency from each send to its arrival at the receiver.\n"
+            "\n"
+            "Without URL: peer-to-peer.  " PROG " listens on 127.0.0.1 (a free port)\n"
+            "and connects to itself: each connection carries one sender, whose\n"
+            "accepted end is the receiver.  With URL\n"
+            "(amqp://[USER[:PASSWORD]@]HOST[:PORT]/ADDRESS): through a broker, each pair\n"
+            "is a sending and a receiving connection to HOST:PORT, both on ADDRESS.\n"
+            "\n"
+            "Options:\n%s"
+            "\n"
+            "Output: on a terminal, a progress line on stderr twice a second; then the\n"
+            "result on stdout, ending with one line of JSON (the only output with\n"
+            "--json): msgs_per_s, seconds, count, latency_us {p50, p99, p999, max,\n"
+            "mean} and lepton's allocations per message.\n"
+            "\n"
+            "Exit status: 0 when every message arrived (and was accepted, unless\n"
+            "at-most-once), 1 on failure, 2 on a usage error, 3 on timeout.\n"
+            "\n"
+            "Examples:\n"
+            "  " PROG "                              1,000,000 messages of 100 bytes\n"
+            "  " PROG " --threads 2 --connections 2  two threads, two connection pairs\n"
+            "  " PROG " -s 1024 --duration 10 --settle at-most-once\n"
+            "  " PROG " amqp://localhost:5672/bench  through a broker\n"
+            "See bench/README.md and bench/compare for the comparison with Proton-C.\n",
+            bench_options_help);
+}
+
+/* ------------------------------------------------------------------ */
+/* Allocation counting                                                 */
+
+static void *
+count_malloc(size_t n, void *ctx)
+{
+    atomic_fetch_add_explicit(&allocs, 1, memory_order_relaxed);
+    return malloc(n);
+}
+
+static void *
+count_realloc(void *p, size_t n, void *ctx)
+{
+    atomic_fetch_add_explicit(&allocs, 1, memory_order_relaxed);
+    return realloc(p, n);
+}
+
+static void
+count_free(void *p, void *ctx)
+{
+    free(p);
+}
+
+static void
+fail(const char *what, const lep_condition_t *cond)
+{
+    char buf[512];
+    if (cond)
+        fprintf(stderr, PROG ": %s: %s\n", what, lep_condition_format(cond, buf, sizeof buf));
+    else
+        fprintf(stderr, PROG ": %s\n", what);
+    atomic_store(&failed, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sender                                                              */
+
+static int
+sender_init(side_t *s)
+{
+    int rc;
+    lep_buf_init(&s->out);
+    s->body = calloc(1, opts.size + 1);
+    if (!s->body || (rc = lep_message_new(&s->msg)) != 0)
+        return -1;
+    for (size_t i = BENCH_TS_LEN; i < opts.size; i++)
+        s->body[i] = (uint8_t)('a' + i % 26);
+    if ((rc = lep_message_set_body_data(s->msg, (lep_bytes_t){s->body, opts.size})) != 0 ||
+        (rc = lep_message_encode(s->msg, &s->out)) != 0)
+        return -1;
+    /* the body is the encoding's last bytes */
+    s->body_off = s->out.len - opts.size;
+    return 0;
+}
+
+static void
+sender_finish(side_t *s, uint64_t now)
+{
+    bench_pair_t *p = s->pair;
+    p->t_sender_done = now;
+    if (opts.url) {
+        atomic_fetch_add(&global.total_sent, bench_count(&p->sent));
+        atomic_fetch_add(&global.senders_done, 1);
+        if (bench_global_check(&global, opts.connections))
+            lep_container_stop(container);
+    }
+    lep_connection_close(s->conn, NULL);
+}
+
+static void
+on_sendable(void *ctx, lep_sender_t *snd)
+{
+    side_t *s = lep_sender_context(snd);
+    if (!s)
+        return;
+    bench_pair_t *p = s->pair;
+    uint64_t now = 0;
+
+    while (lep_sender_credit(snd) > 0) {
+        now = bench_now_ns();
+        if (!p->t_first_send) {
+            bench_first_send(p, &opts, now);
+            bool f = false;
+            if (atomic_compare_exchange_strong(&started, &f, true))
+                atomic_store(&allocs_at_start, atomic_load(&allocs));
+        }
+        if (!bench_may_send(p, now))
+            break;
+        int rc;
+        if (opts.encode_each) {
+            if (opts.size >= BENCH_TS_LEN)
+                bench_put_ts(s->body, now);
+            rc = lep_message_set_body_data(s->msg, (lep_bytes_t){s->body, opts.size});
+            if (rc == 0)
+                rc = lep_sender_send(snd, s->msg, NULL);
+        } else {
+            if (opts.size >= BENCH_TS_LEN)
+                bench_put_ts(s->out.data + s->body_off, now);
+            rc = lep_sender_send_encoded(snd, s->out.data, s->out.len, NULL);
+        }
+        if (rc != 0) {
+            fprintf(stderr, PROG ": send failed: %s\n", lep_strerror(rc));
+            atomic_store(&failed, true);
+            p->sending_done = true;
+            break;
+        }
+        bench_count_inc(&p->sent);
+    }
+    if (p->sending_done && !p->t_sender_done && bench_sender_finished(p, &opts))
+        sender_finish(s, now ? now : bench_now_ns());
+}
+
+static void
+outcome(lep_sender_t *snd, bool accepted)
+{
+    side_t *s = lep_sender_context(snd);
+    if (!s)
+        return;
+    bench_pair_t *p = s->pair;
+    if (accepted)
+        p->accepted++;
+    else
+        p->not_accepted++;
+    p->settled++;
+    if (p->sending_done && !p->t_sender_done && bench_sender_finished(p, &opts))
+        sender_finish(s, bench_now_ns());
+}
+
+static void
+on_accepted(void *ctx, lep_sender_t *snd, lep_delivery_t *d)
+{
+    outcome(snd, true);
+}
+
+static void
+on_not_accepted(void *ctx, lep_sender_t *snd, lep_delivery_t *d)
+{
+    outcome(snd, false);
+}
+
+/* ------------------------------------------------------------------ */
+/* Receiver                                                            */
+
+static void
+on_receiver_open(void *ctx, lep_receiver_t *r)
+{
+    if (lep_receiver_context(r))
+        return; /* one of ours (broker mode), already set up */
+    unsigned i = atomic_fetch_add(&next_receiver, 1);
+    if (opts.url || i >= opts.connections) {
+        lep_condition_t cond = lep_condition_make("amqp:not-allowed", "unexpected link");
+        lep_receiver_close(r, &cond);
+        return;
+    }
+    side_t *s = &sides[2 * i + 1];
+    s->rcv = r;
+    s->conn = lep_receiver_connection(r);
+    lep_receiver_set_context(r, s);
+    lep_connection_set_context(s->conn, s);
+    lep_receiver_set_credit_window(r, opts.credit);
+    if (i + 1 == opts.connections && listener) {
+        lep_container_close_listener(container, listener);
+        listener = NULL;
+    }
+}
+
+static void
+on_message(void *ctx, lep_receiver_t *r, lep_delivery_t *d, lep_message_t *m)
+{
+    side_t *s = lep_receiver_context(r);
+    uint64_t now = bench_now_ns();
+    if (!s)
+        return;
+    bench_pair_t *p = s->pair;
+    if (opts.size >= BENCH_TS_LEN) {
+        lep_bytes_t b = lep_message_body_section(m, 0);
+        if (b.len >= BENCH_TS_LEN)
+            bench_lat_add(&p->lat, bench_get_ts(b.ptr), now);
+    }
+    p->t_last_arrival = now;
+    bench_count_inc(&p->received);
+    if (opts.url) {
+        atomic_fetch_add(&global.total_received, 1);
+        if (bench_global_check(&global, opts.connections))
+            lep_container_stop(container);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                         */
+
+static bool
+ended_cleanly(lep_connection_t *c)
+{
+    side_t *s = lep_connection_context(c);
+    if (atomic_load(&global.all_received))
+        return true;
+    if (s && s->sender)
+        return s->pair->t_sender_done != 0;
+    return s && s->pair->receiver_done;
+}
+
+static void
+on_connection_close(void *ctx, lep_connection_t *c)
+{
+    side_t *s = lep_connection_context(c);
+    if (s && !s->sender)
+        s->pair->receiver_done = true;
+}
+
+static void
+on_connection_error(void *ctx, lep_connection_t *c, const lep_condition_t *cond)
+{
+    fail("connection closed with an error", cond);
+}
+
+static void
+on_sender_error(void *ctx, lep_sender_t *snd, const lep_condition_t *cond)
+{
+    fail("sender closed with an error", cond);
+}
+
+static void
+on_receiver_error(void *ctx, lep_receiver_t *r, const lep_condition_t *cond)
+{
+    fail("receiver closed with an error", cond);
+}
+
+static void
+on_transport_error(void *ctx, lep_connection_t *c, const lep_condition_t *cond)
+{
+    if (!ended_cleanly(c))
+        fail("transport failed", cond);
+}
+
+static void
+on_disconnected(void *ctx, lep_connection_t *c, void *const *unsettled, size_t n)
+{
+    if (!ended_cleanly(c))
+        fail("disconnected before the end of the run", NULL);
+}
+
+static const lep_handler_t handler = {
+    .on_sendable = on_sendable,
+    .on_accepted = on_accepted,
+    .on_rejected = on_not_accepted,
+    .on_released = on_not_accepted,
+    .on_receiver_open = on_receiver_open,
+    .on_message = on_message,
+    .on_connection_close = on_connection_close,
+    .on_connection_error = on_connection_error,
+    .on_sender_error = on_sender_error,
+    .on_receiver_error = on_receiver_error,
+    .on_transport_error = on_transport_error,
+    .on_disconnected = on_disconnected,
+};
+
+static lep_delivery_mode_t
+delivery_mode(void)
+{
+    switch (opts.settle) {
+    case BENCH_AT_MOST_ONCE: return LEP_AT_MOST_ONCE;
+    case BENCH_EXACTLY_ONCE: return LEP_EXACTLY_ONCE;
+    default: return LEP_AT_LEAST_ONCE;
+    }
+}
+
+static void
+connection_opts(lep_connection_opts_t *co)
+{
+    lep_connection_opts_init(co);
+    co->reconnect.enabled = false; /* a lost connection fails the run */
+    /* Through a broker both programs use SASL (ANONYMOUS, or PLAIN with a
+     * user in the URL); peer-to-peer neither does, as Proton-C's proactor
+     * client does not by default (the listener accepts either). */
+    co->sasl_enabled = opts.url != NULL;
+    if (opts.user[0] && opts.password[0])
+        co->sasl_allow_insecure = true; /* PLAIN to a local test broker */
+}
+
+static int
+start_sender(side_t *s, const char *url)
+{
+    lep_connection_opts_t co;
+    lep_sender_opts_t so;
+    connection_opts(&co);
+    int rc = lep_container_connect(container, url, &co, &s->conn);
+    if (rc)
+        return rc;
+    lep_connection_set_context(s->conn, s);
+    lep_sender_opts_init(&so);
+    so.mode = delivery_mode();
+    if ((rc = lep_connection_open_sender(s->conn, opts.address, &so, &s->snd)) != 0)
+        return rc;
+    lep_sender_set_context(s->snd, s);
+    return 0;
+}
+
+static int
+start_receiver(side_t *s, const char *url)
+{
+    lep_connection_opts_t co;
+    lep_receiver_opts_t ro;
+    connection_opts(&co);
+    int rc = lep_container_connect(container, url, &co, &s->conn);
+    if (rc)
+        return rc;
+    lep_connection_set_context(s->conn, s);
+    lep_receiver_opts_init(&ro);
+    ro.mode = delivery_mode();
+    ro.credit_window = opts.credit;
+    if ((rc = lep_connection_open_receiver(s->conn, opts.address, &ro, &s->rcv)) != 0)
+        return rc;
+    lep_receiver_set_context(s->rcv, s);
+    return 0;
+}
+
+static void *
+serve(void *arg)
+{
+    int rc = lep_container_run(container);
+    if (rc) {
+        fprintf(stderr, PROG ": event loop failed: %s\n", lep_strerror(rc));
+        atomic_store(&failed, true);
+    }
+    bench_thread_exit();
+    return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+    int rc = bench_parse_args(&opts, argc, argv, PROG, usage);
+    if (rc == -1)
+        return BENCH_EXIT_OK;
+    if (rc != 0)
+        return BENCH_EXIT_USAGE;
+    lep_allocator_t alloc = {count_malloc, count_realloc, count_free, NULL};
+    lep_set_allocator(&alloc);
+
+    pairs = bench_pairs_new(&opts);
+    sides = calloc(2 * (size_t)opts.connections, sizeof *sides);
+    if (!pairs || !sides) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return BENCH_EXIT_FAIL;
+    }
+    for (unsigned i = 0; i < opts.connections; i++) {
+        sides[2 * i].pair = sides[2 * i + 1].pair = &pairs[i];
+        sides[2 * i].sender = true;
+        if (sender_init(&sides[2 * i]) != 0) {
+            fprintf(stderr, PROG ": cannot prepare the message\n");
+            return BENCH_EXIT_FAIL;
+        }
+    }
+
+    lep_container_opts_t copt;
+    lep_container_opts_init(&copt);
+    copt.id = "lepton-bench";
+    copt.handler = &handler;
+    if (lep_container_new(&container, &copt) != 0) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return BENCH_EXIT_FAIL;
+    }
+
+    char url[600];
+    if (opts.url) {
+        for (unsigned i = 0; i < opts.connections && rc == 0; i++) {
+            rc = start_receiver(&sides[2 * i + 1], opts.url);
+            if (rc == 0)
+                rc = start_sender(&sides[2 * i], opts.url);
+        }
+    } else {
+        lep_connection_opts_t co;
+        connection_opts(&co);
+        rc = lep_container_listen(container, "amqp://127.0.0.1:0", &co, &listener);
+        if (rc == 0) {
+            snprintf(url, sizeof url, "amqp://127.0.0.1:%u", (unsigned)lep_listener_port(listener));
+            for (unsigned i = 0; i < opts.connections && rc == 0; i++)
+                rc = start_sender(&sides[2 * i], url);
+        }
+    }
+    if (rc) {
+        const char *why = lep_container_error();
+        fprintf(stderr, PROG ": %s\n", why && *why ? why : lep_strerror(rc));
+        return BENCH_EXIT_FAIL;
+    }
+
+    pthread_t *th = calloc(opts.threads, sizeof *th);
+    if (!th)
+        return BENCH_EXIT_FAIL;
+    bench_super.running = opts.threads;
+    for (unsigned i = 0; i < opts.threads; i++)
+        if (pthread_create(&th[i], NULL, serve, NULL) != 0) {
+            fprintf(stderr, PROG ": cannot start a thread\n");
+            return BENCH_EXIT_FAIL;
+        }
+    rc = bench_supervise(&opts, pairs, PROG);
+    if (rc == BENCH_EXIT_TIMEOUT) {
+        fflush(stdout);
+        _exit(BENCH_EXIT_TIMEOUT);
+    }
+    for (unsigned i = 0; i < opts.threads; i++)
+        pthread_join(th[i], NULL);
+    uint64_t run_allocs = atomic_load(&allocs) - atomic_load(&allocs_at_start);
+
+    bench_result_t r;
+    if (bench_collect(&opts, pairs, &r) != 0) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return BENCH_EXIT_FAIL;
+    }
+    /* lepton's allocations per message, from the first send to the end */
+    double apm = r.received ? (double)run_allocs / (double)r.received : 0;
+    bench_print(&opts, &r, "lepton", VERSION, "allocations/msg", "allocs_per_msg", apm);
+    bool ok = bench_result_ok(&opts, &r, PROG) && !atomic_load(&failed);
+
+    lep_container_free(container);
+    for (unsigned i = 0; i < opts.connections; i++) {
+        lep_message_free(sides[2 * i].msg);
+        lep_buf_fini(&sides[2 * i].out);
+        free(sides[2 * i].body);
+    }
+    free(sides);
+    free(th);
+    bench_pairs_free(pairs, opts.connections);
+    return ok ? BENCH_EXIT_OK : BENCH_EXIT_FAIL;
+}
