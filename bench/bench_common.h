@@ -654,13 +654,18 @@ bench_collect(const bench_opts_t *o, bench_pair_t *pairs, bench_result_t *r)
     return 0;
 }
 
+/* One more figure a program reports (lepton-bench: allocations). */
+typedef struct bench_extra {
+    const char *label; /* readable form */
+    const char *key;   /* JSON key */
+    double value;
+} bench_extra_t;
+
 /* Prints the result: the readable lines (unless --json), then the JSON
- * line.  extra_key (may be NULL) adds one number, with extra_label in the
- * readable form. */
+ * line, with n extra figures. */
 static void
 bench_print(const bench_opts_t *o, const bench_result_t *r, const char *impl,
-            const char *impl_version, const char *extra_label, const char *extra_key,
-            double extra)
+            const char *impl_version, const bench_extra_t *extra, size_t n)
 {
     const char *mode = o->url ? "broker" : "peer-to-peer";
     if (!o->json) {
@@ -676,8 +681,8 @@ bench_print(const bench_opts_t *o, const bench_result_t *r, const char *impl,
                    r->p50_us, r->p99_us, r->p999_us, r->max_us, r->mean_us);
         else
             printf("  latency     not measured (body under %d bytes)\n", BENCH_TS_LEN);
-        if (extra_key)
-            printf("  %s %.4f\n", extra_label, extra);
+        for (size_t i = 0; i < n; i++)
+            printf("  %-16s %.4f\n", extra[i].label, extra[i].value);
         if (r->not_accepted)
             printf("  %" PRIu64 " messages were not accepted\n", r->not_accepted);
     }
@@ -694,8 +699,8 @@ bench_print(const bench_opts_t *o, const bench_result_t *r, const char *impl,
                r->p50_us, r->p99_us, r->p999_us, r->max_us, r->mean_us, r->samples);
     else
         printf(",\"latency_us\":null");
-    if (extra_key)
-        printf(",\"%s\":%.4f", extra_key, extra);
+    for (size_t i = 0; i < n; i++)
+        printf(",\"%s\":%.4f", extra[i].key, extra[i].value);
     if (o->settle != BENCH_AT_MOST_ONCE)
         printf(",\"accepted\":%" PRIu64 ",\"not_accepted\":%" PRIu64, r->accepted,
                r->not_accepted);

@@ -606,7 +606,7 @@ main(int argc, char **argv)
         fprintf(stderr, PROG ": out of memory\n");
         return BENCH_EXIT_FAIL;
     }
-    bench_print(&opts, &r, "proton", version, NULL, NULL, 0);
+    bench_print(&opts, &r, "proton", version, NULL, 0);
     bool ok = bench_result_ok(&opts, &r, PROG) && !atomic_load(&failed);
 
     for (unsigned i = 0; i < 2 * opts.connections; i++) {

@@ -29,7 +29,7 @@
 #include "../bench/bench_common.h"
 
 #define PROG "lepton-bench"
-#define VERSION "0.1.0"
+#define VERSION LEP_VERSION_STRING
 
 static bench_opts_t opts;
 static bench_pair_t *pairs;
@@ -39,10 +39,15 @@ static lep_listener_t *listener;
 static _Atomic unsigned next_receiver; /* peer-to-peer: pair of the next accepted receiver */
 static _Atomic bool failed;
 
-/* Allocations through lepton's hook, from the first send to the end. */
+/* Allocations through lepton's hook, from the first send to the end,
+ * and in the steady state: while the first receiver goes from 50% to 90%
+ * of its messages (or of --duration), once every pool and buffer has
+ * grown to what the credit window needs. */
 static _Atomic uint64_t allocs;
 static _Atomic uint64_t allocs_at_start;
 static _Atomic bool started;
+static uint64_t steady_allocs[2], steady_msgs[2];
+static int steady_phase; /* 0, 1 after the 50% mark, 2 after the 90% mark */
 
 typedef struct side {
     bench_pair_t *pair;
@@ -263,6 +268,28 @@ on_receiver_open(void *ctx, lep_receiver_t *r)
     }
 }
 
+/* Pair 0's receiver, per message until the 90% mark. */
+static void
+steady_mark(bench_pair_t *p, uint64_t now)
+{
+    double f;
+    if (opts.duration > 0)
+        f = p->t_first_send ? (double)(now - p->t_first_send) * 1e-9 / opts.duration : 0;
+    else if (opts.url)
+        f = (double)atomic_load_explicit(&global.total_received, memory_order_relaxed) /
+            (double)opts.count;
+    else
+        f = (double)bench_count(&p->received) / (double)p->to_send;
+    if (f < (steady_phase == 0 ? 0.5 : 0.9))
+        return;
+    uint64_t msgs = 0;
+    for (unsigned i = 0; i < opts.connections; i++)
+        msgs += bench_count(&pairs[i].received);
+    steady_allocs[steady_phase] = atomic_load(&allocs);
+    steady_msgs[steady_phase] = msgs;
+    steady_phase++;
+}
+
 static void
 on_message(void *ctx, lep_receiver_t *r, lep_delivery_t *d, lep_message_t *m)
 {
@@ -278,6 +305,8 @@ on_message(void *ctx, lep_receiver_t *r, lep_delivery_t *d, lep_message_t *m)
     }
     p->t_last_arrival = now;
     bench_count_inc(&p->received);
+    if (p == &pairs[0] && steady_phase < 2)
+        steady_mark(p, now);
     if (opts.url) {
         atomic_fetch_add(&global.total_received, 1);
         if (bench_global_check(&global, opts.connections))
@@ -509,7 +538,14 @@ main(int argc, char **argv)
     }
     /* lepton's allocations per message, from the first send to the end */
     double apm = r.received ? (double)run_allocs / (double)r.received : 0;
-    bench_print(&opts, &r, "lepton", VERSION, "allocations/msg", "allocs_per_msg", apm);
+    bench_extra_t extra[2] = {{"allocations/msg", "allocs_per_msg", apm}};
+    size_t nextra = 1;
+    if (steady_phase == 2 && steady_msgs[1] > steady_msgs[0])
+        extra[nextra++] = (bench_extra_t){
+            "  steady state", "allocs_per_msg_steady",
+            (double)(steady_allocs[1] - steady_allocs[0]) /
+                (double)(steady_msgs[1] - steady_msgs[0])};
+    bench_print(&opts, &r, "lepton", VERSION, extra, nextra);
     bool ok = bench_result_ok(&opts, &r, PROG) && !atomic_load(&failed);
 
     lep_container_free(container);
