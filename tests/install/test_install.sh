@@ -22,9 +22,17 @@ check "install" cmake --install "$LEPTON_BUILD_DIR" --prefix "$prefix"
 libdir=$(ls -d "$prefix"/lib* | head -1)
 check "soname is liblepton.so.0" sh -c "objdump -p '$libdir/liblepton.so' | grep -q 'SONAME *liblepton.so.0'"
 
-# The README's example, verbatim.
-awk '/^```c$/ {on=1; next} /^```$/ {on=0} on' "$LEPTON_SOURCE_DIR/README.md" >"$work/example.c"
+# The README's examples, verbatim: each ```c block is a program.  The
+# last one (the codec) runs; the messaging one is built shared and static
+# (it needs a peer on port 5672 to run, which tests/system covers).
+awk -v dir="$work" '/^```c$/ {n++; on=1; next} /^```$/ {on=0} on {print > (dir "/readme" n ".c")}' \
+    "$LEPTON_SOURCE_DIR/README.md"
+nblocks=$(ls "$work"/readme*.c | wc -l)
+check "README has its two examples" test "$nblocks" -eq 2
+mv "$work/readme$nblocks.c" "$work/example.c"
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
+check "messaging example, shared" sh -c "cc -Wall -Werror '$work/readme1.c' -o '$work/ex-msg' \$(pkg-config --cflags --libs lepton)"
+check "messaging example, static" sh -c "cc '$work/readme1.c' -o '$work/ex-msg-static' \$(pkg-config --cflags lepton) '$libdir/liblepton.a' \$(pkg-config --static --libs-only-l lepton | sed 's/-llepton//')"
 check "pkg-config shared build" sh -c "cc -Wall -Werror '$work/example.c' -o '$work/ex' \$(pkg-config --cflags --libs lepton)"
 check "shared example runs" sh -c "LD_LIBRARY_PATH='$libdir' '$work/ex' | grep -q 'subject new-order'"
 check "pkg-config static build" sh -c "cc '$work/example.c' -o '$work/ex-static' \$(pkg-config --cflags lepton) '$libdir/liblepton.a' -lm"
