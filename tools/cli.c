@@ -19,6 +19,7 @@ cli_common_init(cli_common_t *o, const char *prog)
     o->prog = prog;
     o->mode = LEP_AT_LEAST_ONCE;
     o->max_reconnect = 10;
+    opterr = 0; /* cli_bad_option says it in one line */
 }
 
 const char cli_common_help[] =
@@ -35,7 +36,14 @@ const char cli_common_help[] =
     "      --max-reconnect N   consecutive failed connection attempts before\n"
     "                          giving up (default 10; 0: never reconnect)\n"
     "  -v, --verbose           trace every AMQP frame on stderr\n"
-    "  -h, --help              show this help and exit\n";
+    "  -h, --help              show this help and exit\n"
+    "  -V, --version           show the version and exit\n";
+
+void
+cli_print_version(const char *prog)
+{
+    printf("%s (lepton) %s\n", prog, LEP_VERSION_STRING);
+}
 
 void
 cli_error(const char *prog, const char *fmt, ...)
@@ -58,6 +66,55 @@ cli_usage_error(const char *prog, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nTry '%s --help' for more information.\n", prog);
     exit(CLI_USAGE);
+}
+
+/* The long option named by "--name[=value]": exact, or the one option
+ * the prefix abbreviates (as getopt_long allows); NULL when none or
+ * ambiguous (*ambiguous set). */
+static const struct option *
+find_long(const struct option *longopts, const char *arg, bool *ambiguous)
+{
+    size_t n = strcspn(arg, "=");
+    const struct option *hit = NULL;
+    int hits = 0;
+    *ambiguous = false;
+    for (const struct option *lo = longopts; lo->name; lo++) {
+        if (strncmp(lo->name, arg, n))
+            continue;
+        if (strlen(lo->name) == n)
+            return lo;
+        hit = lo;
+        hits++;
+    }
+    if (hits > 1)
+        *ambiguous = true;
+    return hits == 1 ? hit : NULL;
+}
+
+void
+cli_bad_option(const char *prog, char **argv, const struct option *longopts, int opt)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    bool is_long = arg && !strncmp(arg, "--", 2) && arg[2];
+    if (is_long) {
+        bool ambiguous;
+        const struct option *lo = find_long(longopts, arg + 2, &ambiguous);
+        int n = (int)strcspn(arg + 2, "=");
+        if (ambiguous)
+            cli_usage_error(prog, "option '--%.*s' is ambiguous", n, arg + 2);
+        if (!lo)
+            cli_usage_error(prog, "unknown option '--%.*s'", n, arg + 2);
+        if (opt == ':')
+            cli_usage_error(prog, "option '--%s' needs a value", lo->name);
+        if (lo->has_arg == no_argument && arg[2 + n] == '=')
+            cli_usage_error(prog, "option '--%s' takes no value", lo->name);
+        cli_usage_error(prog, "bad option '%s'", arg);
+    }
+    if (opt == ':')
+        cli_usage_error(prog, "option '-%c' needs a value", optopt);
+    if (optopt > 32 && optopt < 127)
+        cli_usage_error(prog, "unknown option '-%c'", optopt);
+    cli_usage_error(prog, "unknown option '%s'", arg);
 }
 
 uint64_t
@@ -87,6 +144,17 @@ cli_parse_seconds(const char *prog, const char *opt, const char *s)
     return v;
 }
 
+double
+cli_parse_rate(const char *prog, const char *opt, const char *s, double max)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !isfinite(v) || v < 0 || v > max)
+        cli_usage_error(prog, "%s: '%s' is not a number from 0 to %g", opt, s, max);
+    return v;
+}
+
 static lep_delivery_mode_t
 parse_mode(const char *prog, const char *s)
 {
@@ -100,17 +168,42 @@ parse_mode(const char *prog, const char *s)
                           "exactly-once)", s);
 }
 
-/* "PLAIN,SCRAM-SHA-256" and "PLAIN SCRAM-SHA-256" both work; names are
- * checked when the connection is made. */
+/* "PLAIN,SCRAM-SHA-256" and "plain scram-sha-256" both work; every name
+ * must be one the library knows (it would otherwise refuse each connection
+ * attempt later, with a less clear message). */
 static const char *
 normalize_mechs(const char *prog, const char *s)
 {
+    static const char *const known[] = {"ANONYMOUS",     "PLAIN",         "EXTERNAL",
+                                        "SCRAM-SHA-1",   "SCRAM-SHA-256", "SCRAM-SHA-512",
+                                        NULL};
     static char buf[256];
-    size_t n = strlen(s);
-    if (n >= sizeof buf || !n)
-        cli_usage_error(prog, "--sasl-mechanisms: bad list '%s'", s);
-    for (size_t i = 0; i <= n; i++)
-        buf[i] = s[i] == ',' ? ' ' : s[i];
+    size_t n = strlen(s), len = 0;
+    if (n >= sizeof buf)
+        cli_usage_error(prog, "--sasl-mechanisms: list too long");
+    for (const char *p = s; *p;) {
+        p += strspn(p, " ,");
+        size_t k = strcspn(p, " ,");
+        if (!k)
+            break;
+        int i;
+        for (i = 0; known[i]; i++)
+            if (strlen(known[i]) == k && !strncasecmp(known[i], p, k))
+                break;
+        if (!known[i])
+            cli_usage_error(prog,
+                            "--sasl-mechanisms: unknown mechanism '%.*s' (known: ANONYMOUS, "
+                            "PLAIN, EXTERNAL, SCRAM-SHA-1, SCRAM-SHA-256, SCRAM-SHA-512)",
+                            (int)k, p);
+        if (len)
+            buf[len++] = ' ';
+        memcpy(buf + len, known[i], strlen(known[i]));
+        len += strlen(known[i]);
+        p += k;
+    }
+    if (!len)
+        cli_usage_error(prog, "--sasl-mechanisms: empty list");
+    buf[len] = '\0';
     return buf;
 }
 
@@ -128,7 +221,54 @@ cli_common_option(cli_common_t *o, int opt, const char *arg)
         o->max_reconnect = (int)cli_parse_u64(o->prog, "--max-reconnect", arg, 1000000);
         return 1;
     case 'v': o->verbose++; return 1;
+    case 'V': cli_print_version(o->prog); exit(CLI_OK);
     default: return 0;
+    }
+}
+
+static void
+check_file(const cli_common_t *o, const char *opt, const char *path)
+{
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (!path)
+        return;
+    if (!f) {
+        cli_error(o->prog, "cannot read %s file %s: %s", opt, path, strerror(errno));
+        exit(CLI_FAILED);
+    }
+    fclose(f);
+}
+
+void
+cli_check_url(const cli_common_t *o, bool need_address, bool listen)
+{
+    lep_url_t u;
+    int rc = lep_url_parse(o->url, &u);
+    if (rc == LEP_ERR_NOMEM) {
+        cli_error(o->prog, "out of memory");
+        exit(CLI_FAILED);
+    }
+    if (rc) {
+        char why[sizeof u.error];
+        snprintf(why, sizeof why, "%s", u.error);
+        lep_url_fini(&u);
+        cli_usage_error(o->prog, "bad URL '%s': %s", o->url, why);
+    }
+    bool tls = u.tls, no_address = !u.address || !u.address[0];
+    lep_url_fini(&u);
+    if (need_address && no_address)
+        cli_usage_error(o->prog, "URL '%s' has no address: amqp://HOST:PORT/ADDRESS", o->url);
+    if (tls && listen && (!o->tls_cert || !o->tls_key))
+        cli_usage_error(o->prog, "an amqps:// listener needs --tls-cert and --tls-key");
+    if (o->tls_key && !o->tls_cert)
+        cli_usage_error(o->prog, "--tls-key needs --tls-cert");
+    if (!tls && (o->tls_ca || o->tls_cert || o->tls_key))
+        cli_error(o->prog, "warning: the --tls-* options apply to amqps:// URLs only; "
+                           "'%s' does not use TLS", o->url);
+    if (tls) {
+        check_file(o, "--tls-ca", o->tls_ca);
+        check_file(o, "--tls-cert", o->tls_cert);
+        check_file(o, "--tls-key", o->tls_key);
     }
 }
 
@@ -296,24 +436,52 @@ cli_print_body(FILE *f, const lep_message_t *m)
     fputc('\n', f);
 }
 
+/* The length of the valid UTF-8 sequence at p (n bytes left), or 0. */
+static size_t
+utf8_seq(const uint8_t *p, size_t n)
+{
+    size_t k = p[0] < 0x80 ? 1 : p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc0 ? 2 : 0;
+    return k && k <= n && lep_utf8_valid(p, k) ? k : 0;
+}
+
+/* A JSON string.  Text that is not valid UTF-8 (a symbol or key from a
+ * careless peer) still gives valid JSON: each stray byte becomes the
+ * code point of the same value (\u00XX). */
 static void
 json_string(FILE *f, const uint8_t *p, size_t n)
 {
     fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
+        size_t run = i;
+        while (run < n && p[run] >= 0x20 && p[run] < 0x7f && p[run] != '"' && p[run] != '\\')
+            run++;
+        if (run > i) {
+            fwrite(p + i, 1, run - i, f);
+            i = run;
+            continue;
+        }
         uint8_t c = p[i];
         switch (c) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (c < 0x20)
-                fprintf(f, "\\u%04x", c);
-            else
-                fputc(c, f);
+        case '"': fputs("\\\"", f); i++; continue;
+        case '\\': fputs("\\\\", f); i++; continue;
+        case '\n': fputs("\\n", f); i++; continue;
+        case '\r': fputs("\\r", f); i++; continue;
+        case '\t': fputs("\\t", f); i++; continue;
+        default: break;
         }
+        if (c < 0x20 || c == 0x7f) {
+            fprintf(f, "\\u%04x", c);
+            i++;
+            continue;
+        }
+        size_t k = utf8_seq(p + i, n - i);
+        if (!k) {
+            fprintf(f, "\\u%04x", c);
+            i++;
+            continue;
+        }
+        fwrite(p + i, 1, k, f);
+        i += k;
     }
     fputc('"', f);
 }
@@ -354,9 +522,34 @@ json_atom(FILE *f, const lep_atom_t *a)
     case LEP_TYPE_USHORT:
     case LEP_TYPE_UINT:
     case LEP_TYPE_ULONG:
-    case LEP_TYPE_CHAR:
         fprintf(f, "%llu", (unsigned long long)a->u.u);
         break;
+    case LEP_TYPE_CHAR: {
+        /* a Unicode code point: the one-character string (UTF-8) */
+        uint64_t cp = a->u.u;
+        uint8_t u[4];
+        size_t k = 0;
+        if (cp < 0x80) {
+            u[k++] = (uint8_t)cp;
+        } else if (cp < 0x800) {
+            u[k++] = (uint8_t)(0xc0 | cp >> 6);
+            u[k++] = (uint8_t)(0x80 | (cp & 0x3f));
+        } else if (cp < 0x10000) {
+            u[k++] = (uint8_t)(0xe0 | cp >> 12);
+            u[k++] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+            u[k++] = (uint8_t)(0x80 | (cp & 0x3f));
+        } else if (cp < 0x110000) {
+            u[k++] = (uint8_t)(0xf0 | cp >> 18);
+            u[k++] = (uint8_t)(0x80 | (cp >> 12 & 0x3f));
+            u[k++] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+            u[k++] = (uint8_t)(0x80 | (cp & 0x3f));
+        }
+        if (k && lep_utf8_valid(u, k))
+            json_string(f, u, k);
+        else
+            fprintf(f, "%llu", (unsigned long long)cp); /* a surrogate or out of range */
+        break;
+    }
     case LEP_TYPE_BYTE:
     case LEP_TYPE_SHORT:
     case LEP_TYPE_INT:
@@ -452,15 +645,35 @@ annotations(FILE *f, json_obj_t *top, const lep_message_t *m, lep_msg_annotation
         const lep_atom_t *k, *v;
         if (lep_message_annotation_at(m, which, i, &k, &v) != 0)
             continue;
+        /* keys are symbols or ulongs (spec); anything else a peer sends
+         * becomes a string too, as JSON keys must be */
         char kb[32];
-        if (k->type == LEP_TYPE_ULONG) {
+        fputs(o.n++ ? ", " : "", f);
+        switch (k->type) {
+        case LEP_TYPE_SYMBOL:
+        case LEP_TYPE_STRING:
+        case LEP_TYPE_BINARY: json_string(f, k->u.bytes.ptr, k->u.bytes.len); break;
+        case LEP_TYPE_ULONG:
+        case LEP_TYPE_UINT:
+        case LEP_TYPE_USHORT:
+        case LEP_TYPE_UBYTE:
             snprintf(kb, sizeof kb, "%llu", (unsigned long long)k->u.u);
-            key(&o, kb);
-        } else {
-            fputs(o.n++ ? ", " : "", f);
-            json_string(f, k->u.bytes.ptr, k->u.bytes.len);
-            fputs(": ", f);
+            json_string(f, (const uint8_t *)kb, strlen(kb));
+            break;
+        default: {
+            lep_buf_t out;
+            lep_buf_init(&out);
+            lep_reader_t r;
+            lep_reader_init(&r, k->raw.ptr, k->raw.len);
+            if (lep_print_encoded(&r, &out, LEP_PRINT_DEFAULT) == 0)
+                json_string(f, out.data, out.len);
+            else
+                fputs("\"?\"", f);
+            lep_buf_fini(&out);
+            break;
         }
+        }
+        fputs(": ", f);
         json_atom(f, v);
     }
     fputc('}', f);

@@ -13,6 +13,8 @@
 /* Exit statuses of every client. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 
+struct option;
+
 /* Options every client takes. */
 typedef struct cli_common {
     const char *prog;
@@ -39,11 +41,18 @@ void cli_common_init(cli_common_t *o, const char *prog);
         {"tls-cert", required_argument, NULL, CLI_OPT_BASE + 4},                            \
         {"tls-key", required_argument, NULL, CLI_OPT_BASE + 5},                             \
         {"max-reconnect", required_argument, NULL, CLI_OPT_BASE + 6},                       \
-        {"verbose", no_argument, NULL, 'v'}
+        {"verbose", no_argument, NULL, 'v'},                                                \
+        {"version", no_argument, NULL, 'V'}
 int cli_common_option(cli_common_t *o, int opt, const char *arg);
 
 /* The text of the common options for --help. */
 extern const char cli_common_help[];
+
+/* For getopt_long's '?' and ':' results (the tools call getopt_long with
+ * opterr 0 and a short-option string starting with ':'): one line naming
+ * the option and what is wrong with it, the --help hint, exit CLI_USAGE. */
+void cli_bad_option(const char *prog, char **argv, const struct option *longopts, int opt)
+    __attribute__((noreturn));
 
 /* Prints "prog: message" to stderr and exits with CLI_USAGE, adding a
  * hint to run --help. */
@@ -56,6 +65,17 @@ void cli_error(const char *prog, const char *fmt, ...) __attribute__((format(pri
  * CLI_USAGE naming the option otherwise. */
 uint64_t cli_parse_u64(const char *prog, const char *opt, const char *s, uint64_t max);
 double cli_parse_seconds(const char *prog, const char *opt, const char *s);
+/* A number >= 0 (decimals allowed), at most max. */
+double cli_parse_rate(const char *prog, const char *opt, const char *s, double max);
+
+/* Checks o->url and the TLS options before anything connects: a bad URL,
+ * a missing ADDRESS (need_address), TLS options that do not fit the URL
+ * (listen: amqps needs --tls-cert and --tls-key) exit with CLI_USAGE;
+ * unreadable TLS files exit with CLI_FAILED, naming the file and why. */
+void cli_check_url(const cli_common_t *o, bool need_address, bool listen);
+
+/* "prog (lepton) VERSION" on stdout. */
+void cli_print_version(const char *prog);
 
 /* Connection options from the common options (strings point into o). */
 void cli_connection_opts(const cli_common_t *o, lep_connection_opts_t *co);

@@ -173,13 +173,13 @@ main(int argc, char **argv)
     };
     c.texts = calloc((size_t)argc, sizeof *c.texts);
     int opt;
-    while ((opt = getopt_long(argc, argv, "m:vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":m:vhV", longopts, NULL)) != -1) {
         if (cli_common_option(&c.common, opt, optarg))
             continue;
         switch (opt) {
         case 'm': c.texts[c.n++] = optarg; break;
         case 'h': printf(usage_text, cli_common_help); return CLI_OK;
-        default: cli_usage_error(PROG, "unknown option");
+        default: cli_bad_option(PROG, argv, longopts, opt);
         }
     }
     if (optind >= argc)
@@ -189,6 +189,7 @@ main(int argc, char **argv)
     if (!c.n)
         cli_usage_error(PROG, "no request: give at least one -m TEXT");
     c.common.url = argv[optind];
+    cli_check_url(&c.common, true, false);
     c.replies = calloc(c.n, sizeof *c.replies);
     if (!c.replies || lep_message_new(&c.msg) != 0)
         return CLI_FAILED;
@@ -222,9 +223,10 @@ main(int argc, char **argv)
         rc = lep_connection_open_receiver(lep_sender_connection(c.snd), NULL, &ro, &c.rcv);
     }
     if (rc) {
+        /* the URL and files were checked: what is left is at run time */
         cli_error(PROG, "%s", lep_container_error());
         lep_container_free(cont);
-        return rc == LEP_ERR_INVALID ? CLI_USAGE : CLI_FAILED;
+        return CLI_FAILED;
     }
     cli_stop_on_signals(cont);
     cli_arm_timeout(cont, c.common.timeout_s, &c.timed_out);

@@ -16,7 +16,9 @@ static const char usage_text[] =
     "\n"
     "URL is amqp[s]://[USER[:PASSWORD]@]HOST[:PORT]/ADDRESS (ports 5672 and\n"
     "5671 by default).  With --listen, " PROG " is the server: it listens on\n"
-    "HOST:PORT and takes messages from senders that connect to it directly.\n"
+    "HOST:PORT (ADDRESS may be left out) and takes messages from senders that\n"
+    "connect to it directly; the senders choose the delivery mode (--settle is\n"
+    "theirs) and the connections need no SASL (ANONYMOUS is offered).\n"
     "\n"
     "Options:\n"
     "  -c, --count N           stop after N messages (default 1; 0: until stopped\n"
@@ -25,15 +27,19 @@ static const char usage_text[] =
     "      --print             print each message body on a line of its own\n"
     "      --json              print each message as a JSON object on one line\n"
     "                          (header, properties, annotations, application\n"
-    "                          properties, body)\n"
+    "                          properties, body; binary that is not UTF-8 text as\n"
+    "                          {\"base64\": \"...\"})\n"
     "      --credit N          prefetch window: messages the sender may send ahead\n"
     "                          (default 100)\n"
     "%s"
     "\n"
-    "A summary (messages, seconds, messages per second) goes to stderr.\n"
+    "Standard output is flushed after each message.  A summary (messages, seconds\n"
+    "from the first message to the last, messages per second) goes to stderr.\n"
     "\n"
     "Exit status: 0 when COUNT messages arrived (or, with --count 0, when stopped\n"
-    "by a signal), 1 on a timeout or a connection failure, 2 for bad usage.\n"
+    "by a signal), 1 on a timeout (also with --count 0), an interruption before\n"
+    "COUNT, a connection or authentication failure, an unreadable TLS file, 2 for\n"
+    "bad usage.\n"
     "\n"
     "Examples:\n"
     "  " PROG " --print amqp://localhost/queue.orders\n"
@@ -45,7 +51,7 @@ typedef struct receiver {
     bool listen, print, json;
     uint32_t credit;
     uint64_t received;
-    double t0, t_first;
+    double t0, t_first, t_last;
     volatile bool timed_out;
     bool done;
     lep_listener_t *listener;
@@ -103,8 +109,9 @@ on_message(void *ctx, lep_receiver_t *r, lep_delivery_t *d, lep_message_t *m)
         lep_delivery_release(d);
         return;
     }
+    s->t_last = cli_now();
     if (!s->received)
-        s->t_first = cli_now();
+        s->t_first = s->t_last;
     s->received++;
     if (s->json)
         cli_print_json(stdout, m);
@@ -152,7 +159,7 @@ main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:vhV", longopts, NULL)) != -1) {
         if (cli_common_option(&s.common, opt, optarg))
             continue;
         switch (opt) {
@@ -166,7 +173,7 @@ main(int argc, char **argv)
                 cli_usage_error(PROG, "--credit must be at least 1");
             break;
         case 'h': printf(usage_text, cli_common_help); return CLI_OK;
-        default: cli_usage_error(PROG, "unknown option");
+        default: cli_bad_option(PROG, argv, longopts, opt);
         }
     }
     if (optind >= argc)
@@ -176,7 +183,9 @@ main(int argc, char **argv)
     if (s.print && s.json)
         cli_usage_error(PROG, "--print and --json cannot be used together");
     s.common.url = argv[optind];
-    if (isatty(STDOUT_FILENO))
+    cli_check_url(&s.common, !s.listen, s.listen);
+    /* Scripts read the lines as they come (a message per line). */
+    if (s.print || s.json)
         setvbuf(stdout, NULL, _IOLBF, 0);
 
     lep_handler_t h = {
@@ -205,9 +214,11 @@ main(int argc, char **argv)
         rc = lep_container_open_receiver(s.c, s.common.url, &ro, &co, NULL);
     }
     if (rc) {
+        /* the URL and files were checked: what is left is at run time
+         * (the port in use, a bad certificate...) */
         cli_error(PROG, "%s", lep_container_error());
         lep_container_free(s.c);
-        return rc == LEP_ERR_INVALID ? CLI_USAGE : CLI_FAILED;
+        return CLI_FAILED;
     }
     if (s.listen && s.common.verbose)
         cli_error(PROG, "listening on port %u", (unsigned)lep_listener_port(s.listener));
@@ -215,13 +226,20 @@ main(int argc, char **argv)
     cli_arm_timeout(s.c, s.common.timeout_s, &s.timed_out);
     s.t0 = cli_now();
     rc = lep_container_run(s.c);
-    double secs = cli_now() - (s.received ? s.t_first : s.t0);
+    double secs = s.received ? s.t_last - s.t_first : cli_now() - s.t0;
     lep_container_free(s.c);
     fflush(stdout);
     if (rc)
         cli_error(PROG, "event loop failed: %s", lep_strerror(rc));
-    if (s.timed_out)
+    if (s.timed_out && s.count)
+        cli_error(PROG, "timed out after %g s with %llu of %llu messages%s", s.common.timeout_s,
+                  (unsigned long long)s.received, (unsigned long long)s.count,
+                  s.listen && !s.received ? " (no sender came)" : "");
+    else if (s.timed_out)
         cli_error(PROG, "timed out after %g s", s.common.timeout_s);
+    else if (cli_interrupted() && s.count && s.received < s.count)
+        cli_error(PROG, "interrupted with %llu of %llu messages", (unsigned long long)s.received,
+                  (unsigned long long)s.count);
     fprintf(stderr, "%s: received %llu messages in %.3f s, %.0f msgs/s\n", PROG,
             (unsigned long long)s.received, secs,
             secs > 0 && s.received > 1 ? (double)s.received / secs : 0.0);

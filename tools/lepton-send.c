@@ -26,21 +26,27 @@ static const char usage_text[] =
     "                          an application property (string value); repeatable\n"
     "      --subject TEXT      the subject property\n"
     "      --reply-to ADDRESS  the reply-to property\n"
-    "      --rate N            send at most N messages per second (default: as fast\n"
-    "                          as the receiver's credit allows)\n"
+    "      --rate N            send at most N messages per second (decimals allowed;\n"
+    "                          default 0: as fast as the receiver's credit allows)\n"
     "%s"
     "\n"
-    "With at-least-once and exactly-once each message must be accepted; a message\n"
-    "rejected or released by the receiver is reported and counts as a failure.\n"
+    "Each message carries its number (1, 2, ...) as its message-id.  With\n"
+    "at-least-once and exactly-once each message must be accepted; a message\n"
+    "rejected, released or modified by the receiver is reported (the first ten of\n"
+    "each kind) and counts as a failure.  A summary goes to stderr.\n"
     "Messages whose outcome was lost with a broken connection are sent again after\n"
     "reconnecting (at-least-once: the receiver may see some twice).\n"
     "\n"
     "Exit status: 0 when every message reached its settlement, 1 when any did not\n"
-    "(rejected, released, timeout, connection failure), 2 for bad usage.\n"
+    "(rejected, released, timeout, interrupted, connection or authentication\n"
+    "failure, unreadable TLS file), 2 for bad usage.\n"
     "\n"
     "Examples:\n"
     "  " PROG " amqp://localhost/queue.orders -m hello\n"
     "  " PROG " -c 100000 -s 100 amqp://guest:guest@broker:5672/bench\n";
+
+/* Outcomes reported one by one, of each kind; the summary counts all. */
+#define REPORT_MAX 10
 
 typedef struct prop {
     const char *key;
@@ -63,7 +69,7 @@ typedef struct sender {
     size_t nresend;
     uint64_t next;         /* next never-sent message */
     uint64_t finished;     /* reached a final state */
-    uint64_t accepted, rejected, released, lost;
+    uint64_t accepted, rejected, released, modified, lost;
     double budget;         /* --rate: messages that may go now */
     double t0;
     lep_sender_t *snd;
@@ -218,9 +224,15 @@ on_rejected(void *ctx, lep_sender_t *snd, lep_delivery_t *d)
         return;
     s->state[n] = 2;
     s->rejected++;
+    const lep_condition_t *err = &lep_delivery_remote_state(d)->error;
     char why[300];
-    cli_error(PROG, "message %llu rejected: %s", (unsigned long long)n + 1,
-              lep_condition_format(&lep_delivery_remote_state(d)->error, why, sizeof why));
+    if (s->rejected <= REPORT_MAX)
+        cli_error(PROG, "message %llu rejected%s%s%s", (unsigned long long)n + 1,
+                  lep_condition_set(err) ? " (" : "",
+                  lep_condition_set(err) ? lep_condition_format(err, why, sizeof why) : "",
+                  lep_condition_set(err) ? ")" : "");
+    if (s->rejected == REPORT_MAX + 1)
+        cli_error(PROG, "more messages rejected: see the summary");
     s->failed = 1;
     finish_one(s);
 }
@@ -233,10 +245,13 @@ on_released(void *ctx, lep_sender_t *snd, lep_delivery_t *d)
     if (s->state[n] == 2)
         return;
     s->state[n] = 2;
-    s->released++;
-    cli_error(PROG, "message %llu %s by the receiver", (unsigned long long)n + 1,
-              lep_delivery_remote_state(d)->type == LEP_OUTCOME_MODIFIED ? "modified"
-                                                                        : "released");
+    bool modified = lep_delivery_remote_state(d)->type == LEP_OUTCOME_MODIFIED;
+    uint64_t k = modified ? ++s->modified : ++s->released;
+    if (k <= REPORT_MAX)
+        cli_error(PROG, "message %llu %s by the receiver", (unsigned long long)n + 1,
+                  modified ? "modified" : "released");
+    if (k == REPORT_MAX + 1)
+        cli_error(PROG, "more messages %s: see the summary", modified ? "modified" : "released");
     s->failed = 1;
     finish_one(s);
 }
@@ -311,7 +326,7 @@ main(int argc, char **argv)
     };
     int opt;
     bool have_size = false;
-    while ((opt = getopt_long(argc, argv, "c:m:s:vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:m:s:vhV", longopts, NULL)) != -1) {
         if (cli_common_option(&s.common, opt, optarg))
             continue;
         switch (opt) {
@@ -325,9 +340,9 @@ main(int argc, char **argv)
         case O_PROPERTY: add_property(&s, optarg); break;
         case O_SUBJECT: s.subject = optarg; break;
         case O_REPLY_TO: s.reply_to = optarg; break;
-        case O_RATE: s.rate = (double)cli_parse_u64(PROG, "--rate", optarg, 100000000); break;
+        case O_RATE: s.rate = cli_parse_rate(PROG, "--rate", optarg, 1e8); break;
         case 'h': printf(usage_text, cli_common_help); return CLI_OK;
-        default: cli_usage_error(PROG, "unknown option");
+        default: cli_bad_option(PROG, argv, longopts, opt);
         }
     }
     if (optind >= argc)
@@ -337,6 +352,7 @@ main(int argc, char **argv)
     if (have_size && s.text)
         cli_usage_error(PROG, "--size and --message cannot be used together");
     s.common.url = argv[optind];
+    cli_check_url(&s.common, true, false);
     if (s.count == 0)
         return CLI_OK;
     s.state = calloc(s.count, 1);
@@ -374,9 +390,10 @@ main(int argc, char **argv)
     lep_sender_opts_init(&so);
     so.mode = s.common.mode;
     if (lep_container_open_sender(c, s.common.url, &so, &co, &s.snd) != 0) {
+        /* the URL and files were checked: what is left is at run time */
         cli_error(PROG, "%s", lep_container_error());
         lep_container_free(c);
-        return CLI_USAGE;
+        return CLI_FAILED;
     }
     cli_stop_on_signals(c);
     cli_arm_timeout(c, s.common.timeout_s, &s.timed_out);
@@ -388,9 +405,12 @@ main(int argc, char **argv)
     if (rc)
         cli_error(PROG, "event loop failed: %s", lep_strerror(rc));
     if (s.timed_out)
-        cli_error(PROG, "timed out after %g s", s.common.timeout_s);
+        cli_error(PROG, "timed out after %g s with %llu of %llu messages settled",
+                  s.common.timeout_s, (unsigned long long)s.finished,
+                  (unsigned long long)s.count);
     else if (cli_interrupted())
-        cli_error(PROG, "interrupted");
+        cli_error(PROG, "interrupted with %llu of %llu messages settled",
+                  (unsigned long long)s.finished, (unsigned long long)s.count);
     bool ok = !rc && !s.failed && !s.timed_out && !cli_interrupted() && s.finished == s.count;
     if (s.common.mode == LEP_AT_MOST_ONCE)
         fprintf(stderr, "%s: sent %llu of %llu messages (at-most-once) in %.3f s, %.0f msgs/s\n",
@@ -399,10 +419,10 @@ main(int argc, char **argv)
     else
         fprintf(stderr,
                 "%s: %llu of %llu messages accepted (%llu rejected, %llu released, %llu "
-                "resent) in %.3f s, %.0f msgs/s\n",
+                "modified, %llu resent) in %.3f s, %.0f msgs/s\n",
                 PROG, (unsigned long long)s.accepted, (unsigned long long)s.count,
                 (unsigned long long)s.rejected, (unsigned long long)s.released,
-                (unsigned long long)s.lost, secs, secs > 0 ? (double)s.accepted / secs : 0.0);
+                (unsigned long long)s.modified, (unsigned long long)s.lost, secs, secs > 0 ? (double)s.accepted / secs : 0.0);
     lep_message_free(s.msg);
     for (size_t i = 0; i < s.nprops; i++)
         free((char *)s.props[i].key);

@@ -16,7 +16,9 @@ static const char usage_text[] =
     "Usage: " PROG " [OPTIONS] URL\n"
     "Answer requests: each reply is the request's body upper-cased, sent to the\n"
     "request's reply-to address with the request's correlation-id (or, when it has\n"
-    "none, its message-id).\n"
+    "none, its message-id).  The body is a string or data sections; ASCII letters\n"
+    "are upper-cased, other bytes kept.  A request without reply-to, or whose body\n"
+    "is neither, is rejected.\n"
     "\n"
     "URL is amqp[s]://[USER[:PASSWORD]@]HOST[:PORT]/ADDRESS.  Without --listen,\n"
     PROG " connects to a broker and takes requests from ADDRESS; replies go to\n"
@@ -28,7 +30,8 @@ static const char usage_text[] =
     "Options:\n"
     "      --listen            listen on URL's host and port (no broker)\n"
     "  -c, --count N           stop after answering N requests (default 0: until\n"
-    "                          stopped with Ctrl-C or SIGTERM)\n"
+    "                          stopped with Ctrl-C or SIGTERM); requests beyond N\n"
+    "                          are released\n"
     "      --credit N          requests that may be in flight (default 100)\n"
     "%s"
     "\n"
@@ -115,6 +118,18 @@ route_free_all(server_t *s, lep_connection_t *conn)
     }
 }
 
+/* After --count replies: stop once every reply has gone out. */
+static void
+maybe_stop(server_t *s)
+{
+    if (!s->done)
+        return;
+    for (route_t *r = s->routes; r; r = r->next)
+        if (r->head)
+            return;
+    lep_container_stop(s->c);
+}
+
 static void
 flush_route(server_t *s, route_t *r)
 {
@@ -129,6 +144,7 @@ flush_route(server_t *s, route_t *r)
             r->tail = NULL;
         free(p);
     }
+    maybe_stop(s);
 }
 
 static void
@@ -178,6 +194,7 @@ on_sender_close(void *ctx, lep_sender_t *snd)
             free(r);
             break;
         }
+    maybe_stop(s);
 }
 
 static void
@@ -220,6 +237,11 @@ static void
 on_message(void *ctx, lep_receiver_t *rcv, lep_delivery_t *d, lep_message_t *m)
 {
     server_t *s = ctx;
+    if (s->done) {
+        /* --count reached: another server may take it */
+        lep_delivery_release(d);
+        return;
+    }
     lep_bytes_t rt = lep_message_reply_to(m);
     if (!rt.len) {
         lep_condition_t cond = lep_condition_make("amqp:invalid-field", "request without reply-to");
@@ -283,7 +305,7 @@ on_message(void *ctx, lep_receiver_t *rcv, lep_delivery_t *d, lep_message_t *m)
         cli_error(PROG, "answered a request for %s", address);
     if (s->count && s->answered >= s->count && !s->done) {
         s->done = true;
-        lep_container_stop(s->c);
+        maybe_stop(s);
     }
 }
 
@@ -294,6 +316,7 @@ on_final(void *ctx, lep_connection_t *c)
     route_free_all(s, c);
     if (!s->listen && !cli_interrupted() && !s->done)
         s->failed = 1;
+    maybe_stop(s);
 }
 
 int
@@ -313,7 +336,7 @@ main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:vhV", longopts, NULL)) != -1) {
         if (cli_common_option(&s.common, opt, optarg))
             continue;
         switch (opt) {
@@ -325,7 +348,7 @@ main(int argc, char **argv)
                 cli_usage_error(PROG, "--credit must be at least 1");
             break;
         case 'h': printf(usage_text, cli_common_help); return CLI_OK;
-        default: cli_usage_error(PROG, "unknown option");
+        default: cli_bad_option(PROG, argv, longopts, opt);
         }
     }
     if (optind >= argc)
@@ -333,6 +356,7 @@ main(int argc, char **argv)
     if (optind + 1 < argc)
         cli_usage_error(PROG, "unexpected argument '%s'", argv[optind + 1]);
     s.common.url = argv[optind];
+    cli_check_url(&s.common, !s.listen, s.listen);
     lep_buf_init(&s.buf);
     if (lep_message_new(&s.reply) != 0)
         return CLI_FAILED;
@@ -366,9 +390,10 @@ main(int argc, char **argv)
         rc = lep_container_open_receiver(s.c, s.common.url, &ro, &co, NULL);
     }
     if (rc) {
+        /* the URL and files were checked: what is left is at run time */
         cli_error(PROG, "%s", lep_container_error());
         lep_container_free(s.c);
-        return rc == LEP_ERR_INVALID ? CLI_USAGE : CLI_FAILED;
+        return CLI_FAILED;
     }
     cli_stop_on_signals(s.c);
     cli_arm_timeout(s.c, s.common.timeout_s, &s.timed_out);
