@@ -724,11 +724,12 @@ lepi_on_transfer(lep_session_t *s, const lep_transfer_t *t, lep_bytes_t payload)
             lepi_link_fail(l, LEP_AMQP_ERR_INVALID_FIELD, "delivery-tag longer than 32 bytes");
             return;
         }
-        if (l->credit == 0) {
-            lepi_link_fail(l, LEP_AMQP_ERR_LINK_TRANSFER_LIMIT_EXCEEDED,
-                           "transfer without link credit");
-            return;
-        }
+        /* A transfer beyond the link credit is taken, not refused with
+         * transfer-limit-exceeded (which the spec allows): RabbitMQ 3.x
+         * sends a few more than granted when credit is topped up while
+         * messages are on their way (rabbitmq-server#2597), and Proton
+         * takes them too.  The session window and max_unsettled still
+         * bound what a peer can push. */
         if (l->unsettled >= c->max_unsettled) {
             lepi_link_fail(l, LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED,
                            "too many unsettled deliveries");
@@ -739,7 +740,8 @@ lepi_on_transfer(lep_session_t *s, const lep_transfer_t *t, lep_bytes_t payload)
             lepi_conn_fail(c, LEP_AMQP_ERR_RESOURCE_LIMIT_EXCEEDED, "out of memory");
             return;
         }
-        l->credit--;
+        if (l->credit)
+            l->credit--;
         l->delivery_count++;
         d->id = t->delivery_id;
         if (t->delivery_tag.len)

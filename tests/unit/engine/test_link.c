@@ -789,11 +789,11 @@ test_transfer_without_credit(void **state)
     transfer_perf(&p, 0, 0);
     inject(&b, 0, &p, lep_bytes_str("payload"));
     pump(&a, &b);
-    assert_int_equal(count(&a, LEP_EVENT_LINK_REMOTE_DETACH), 1);
-    assert_true(lep_bytes_eq_str(lep_link_remote_condition(a.link)->name,
-                                 LEP_AMQP_ERR_LINK_TRANSFER_LIMIT_EXCEEDED));
-    assert_true(lep_link_remote_closed(a.link));
-    assert_int_equal(count(&b, LEP_EVENT_DELIVERY), 0);
+    /* taken, not refused with transfer-limit-exceeded: RabbitMQ 3.x sends
+     * a few transfers beyond the credit (rabbitmq-server#2597) */
+    assert_int_equal(count(&a, LEP_EVENT_LINK_REMOTE_DETACH), 0);
+    assert_int_equal(count(&b, LEP_EVENT_DELIVERY), 1);
+    assert_int_equal(lep_link_credit(b.link), 0);
     teardown_pair(&a, &b);
 }
 

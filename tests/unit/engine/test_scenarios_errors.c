@@ -1,8 +1,8 @@
 /* Engine scenarios, protocol violations: raw bytes injected into the
  * server side (garbage, bad header, oversized frame, wrong performative,
- * unknown channel or handle, credit and window overruns).  Each must end
- * with the AMQP condition the spec names reaching the peer, and both
- * engines finishing cleanly. */
+ * unknown channel or handle, window overruns).  Each must end with the
+ * AMQP condition the spec names reaching the peer, and both engines
+ * finishing cleanly.  A credit overrun is the exception: it is taken. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -380,6 +380,9 @@ test_unknown_handle(void **state)
     pair_fini(&p);
 }
 
+/* Transfers beyond the credit are taken, not refused (RabbitMQ 3.x sends
+ * a few more than granted, rabbitmq-server#2597; Proton takes them too):
+ * both arrive, the link stays up. */
 static void
 test_credit_overrun(void **state)
 {
@@ -399,13 +402,11 @@ test_credit_overrun(void **state)
     pair_inject(&p, &p.b, b.data, b.len);
     lep_buf_fini(&b);
     pair_pump(&p);
-    /* the link is closed with transfer-limit-exceeded (or the session/connection) */
-    const lep_condition_t *lc = lep_link_remote_condition(l);
-    const lep_condition_t *sc = lep_session_remote_condition(lep_link_session(l));
-    const lep_condition_t *cc = lep_conn_remote_condition(p.a.c);
-    assert_true(pair_cond_is(lc, "amqp:link:transfer-limit-exceeded") ||
-                pair_cond_is(sc, "amqp:link:transfer-limit-exceeded") ||
-                pair_cond_is(cc, "amqp:link:transfer-limit-exceeded"));
+    assert_int_equal(p.b.nrx, 2);
+    assert_true(p.b.rx[0].complete && p.b.rx[1].complete);
+    assert_int_equal(lep_link_remote_state(l), LEP_STATE_ACTIVE);
+    assert_false(lep_condition_set(lep_link_remote_condition(l)));
+    assert_int_equal(lep_conn_remote_state(p.a.c), LEP_STATE_ACTIVE);
     lep_conn_close(p.a.c, NULL);
     pair_pump(&p);
     assert_true(lep_conn_finished(p.a.c));
