@@ -61,6 +61,7 @@ typedef struct bench_opts {
     double timeout;          /* seconds; 0: none */
     bool json;               /* only the JSON line */
     bool encode_each;        /* encode the whole message for every send */
+    bool sasl;               /* SASL peer-to-peer too (always with a URL) */
     const char *url;         /* NULL: peer-to-peer */
     /* From the URL (broker mode) or the defaults (peer-to-peer). */
     char host[256];
@@ -399,7 +400,7 @@ bench_parse_url(bench_opts_t *o, const char *url)
 
 enum {
     OPT_CREDIT = 256, OPT_SETTLE, OPT_THREADS, OPT_CONNECTIONS, OPT_DURATION,
-    OPT_JSON, OPT_TIMEOUT, OPT_ENCODE_EACH, OPT_ADDRESS,
+    OPT_JSON, OPT_TIMEOUT, OPT_ENCODE_EACH, OPT_ADDRESS, OPT_SASL,
 };
 
 /* Parses argv into o.  Returns -1 after printing help (exit 0), -2 on a
@@ -420,6 +421,7 @@ bench_parse_args(bench_opts_t *o, int argc, char **argv, const char *prog,
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"encode-each", no_argument, NULL, OPT_ENCODE_EACH},
         {"address", required_argument, NULL, OPT_ADDRESS},
+        {"sasl", no_argument, NULL, OPT_SASL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -489,6 +491,9 @@ bench_parse_args(bench_opts_t *o, int argc, char **argv, const char *prog,
         case OPT_ENCODE_EACH:
             o->encode_each = true;
             break;
+        case OPT_SASL:
+            o->sasl = true;
+            break;
         case OPT_ADDRESS:
             if (!*optarg || strlen(optarg) >= sizeof o->address)
                 goto bad_value;
@@ -522,6 +527,8 @@ bench_parse_args(bench_opts_t *o, int argc, char **argv, const char *prog,
         fprintf(stderr, "%s: --count and --duration exclude each other\n", prog);
         return -2;
     }
+    if (o->url)
+        o->sasl = true;
     if (o->duration > 0)
         o->count = 0;
     else if (o->count < o->connections) {
@@ -548,6 +555,8 @@ static const char bench_options_help[] =
     "                         URL, its path)\n"
     "      --encode-each      encode the whole message for every send instead of\n"
     "                         patching the send time into one encoded message\n"
+    "      --sasl             peer-to-peer, authenticate with SASL ANONYMOUS (always\n"
+    "                         done through a broker)\n"
     "      --json             print only the one-line JSON result\n"
     "      --timeout SECONDS  give up after this long (exit status 3)\n"
     "  -h, --help             this text\n";
@@ -670,11 +679,11 @@ bench_print(const bench_opts_t *o, const bench_result_t *r, const char *impl,
     const char *mode = o->url ? "broker" : "peer-to-peer";
     if (!o->json) {
         printf("%s %s, %s%s%s: %" PRIu64 " messages of %zu bytes, %s, credit %u, "
-               "%u thread%s, %u connection%s%s\n",
+               "%u thread%s, %u connection%s%s%s\n",
                impl, impl_version, mode, o->url ? " " : "", o->url ? o->url : "",
                r->received, o->size, bench_settle_names[o->settle], o->credit, o->threads,
                o->threads == 1 ? "" : "s", o->connections, o->connections == 1 ? "" : "s",
-               o->encode_each ? ", encode each" : "");
+               o->encode_each ? ", encode each" : "", o->sasl && !o->url ? ", SASL" : "");
         printf("  throughput  %10.0f msgs/s   (%.3f s)\n", r->msgs_per_s, r->seconds);
         if (r->have_latency)
             printf("  latency µs  p50 %.0f   p99 %.0f   p99.9 %.0f   max %.0f   mean %.0f\n",
@@ -689,10 +698,11 @@ bench_print(const bench_opts_t *o, const bench_result_t *r, const char *impl,
     printf("{\"bench\":\"messaging\",\"impl\":\"%s\",\"version\":\"%s\",\"mode\":\"%s\","
            "\"count\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"size\":%zu,\"credit\":%u,"
            "\"settle\":\"%s\",\"threads\":%u,\"connections\":%u,\"encode_each\":%s,"
-           "\"seconds\":%.6f,\"msgs_per_s\":%.1f",
+           "\"sasl\":%s,\"seconds\":%.6f,\"msgs_per_s\":%.1f",
            impl, impl_version, mode, r->received, r->sent, o->size, o->credit,
            bench_settle_names[o->settle], o->threads, o->connections,
-           o->encode_each ? "true" : "false", r->seconds, r->msgs_per_s);
+           o->encode_each ? "true" : "false", o->sasl ? "true" : "false", r->seconds,
+           r->msgs_per_s);
     if (r->have_latency)
         printf(",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,"
                "\"mean\":%.1f,\"samples\":%zu}",

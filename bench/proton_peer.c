@@ -356,8 +356,9 @@ start_client(side_t *s)
         return -1;
     pn_connection_set_context(c, s);
     /* Through a broker both programs use SASL (ANONYMOUS, or PLAIN with a
-     * user in the URL); peer-to-peer neither does. */
-    if (opts.url) {
+     * user in the URL); peer-to-peer only with --sasl (the listener's
+     * transports detect it). */
+    if (opts.sasl) {
         pn_sasl_t *sasl = pn_sasl(t);
         if (opts.user[0])
             pn_sasl_set_allow_insecure_mechs(sasl, true);

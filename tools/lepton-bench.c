@@ -399,9 +399,10 @@ connection_opts(lep_connection_opts_t *co)
     lep_connection_opts_init(co);
     co->reconnect.enabled = false; /* a lost connection fails the run */
     /* Through a broker both programs use SASL (ANONYMOUS, or PLAIN with a
-     * user in the URL); peer-to-peer neither does, as Proton-C's proactor
-     * client does not by default (the listener accepts either). */
-    co->sasl_enabled = opts.url != NULL;
+     * user in the URL); peer-to-peer only with --sasl, as Proton-C's
+     * proactor client has no SASL layer by default (the listener accepts
+     * either). */
+    co->sasl_enabled = opts.sasl;
     if (opts.user[0] && opts.password[0])
         co->sasl_allow_insecure = true; /* PLAIN to a local test broker */
 }
