@@ -36,8 +36,9 @@ typedef struct client {
     size_t n;
     char **replies;
     size_t printed, got, sent;
-    lep_sender_t *snd;
-    lep_receiver_t *rcv;
+    lep_sender_t *snd;     /* NULL once the peer closed it */
+    lep_receiver_t *rcv;   /* NULL once the peer closed it */
+    lep_connection_t *conn;
     lep_message_t *msg;
     volatile bool timed_out;
     int failed;
@@ -57,6 +58,8 @@ print_ready(client_t *c)
 static void
 send_requests(client_t *c)
 {
+    if (!c->snd || !c->rcv || c->done)
+        return;
     const char *reply_to = lep_receiver_address(c->rcv);
     if (!reply_to[0])
         return; /* the reply address is not known yet */
@@ -74,7 +77,7 @@ send_requests(client_t *c)
         if (rc) {
             cli_error(PROG, "cannot send request %zu: %s", c->sent + 1, lep_strerror(rc));
             c->failed = 1;
-            lep_connection_close(lep_sender_connection(c->snd), NULL);
+            lep_connection_close(c->conn, NULL);
             return;
         }
         if (d)
@@ -106,7 +109,42 @@ fail_request(client_t *c, lep_delivery_t *d, const char *what)
     cli_error(PROG, "request %zu %s: %s", (size_t)k, what,
               lep_condition_format(&lep_delivery_remote_state(d)->error, why, sizeof why));
     c->failed = 1;
-    lep_connection_close(lep_sender_connection(c->snd), NULL);
+    lep_connection_close(c->conn, NULL);
+}
+
+/* The peer closed or refused one of our links (a broker without dynamic
+ * nodes refuses the reply receiver; RabbitMQ then ends the whole
+ * session): no reply can come, so give up now instead of waiting for a
+ * --timeout that may never come. */
+static void
+link_gone(client_t *c, const char *which)
+{
+    if (c->done)
+        return;
+    cli_error(PROG, "the peer closed the %s link with %zu of %zu replies", which, c->got, c->n);
+    c->failed = 1;
+    c->done = true;
+    lep_connection_close(c->conn, NULL);
+}
+
+static void
+on_sender_close(void *ctx, lep_sender_t *s)
+{
+    client_t *c = ctx;
+    if (s != c->snd)
+        return;
+    c->snd = NULL;
+    link_gone(c, "request");
+}
+
+static void
+on_receiver_close(void *ctx, lep_receiver_t *r)
+{
+    client_t *c = ctx;
+    if (r != c->rcv)
+        return;
+    c->rcv = NULL;
+    link_gone(c, "reply");
 }
 
 static void
@@ -197,6 +235,8 @@ main(int argc, char **argv)
     lep_handler_t h = {
         .on_connection_final = on_final,
         .on_receiver_open = on_receiver_open,
+        .on_sender_close = on_sender_close,
+        .on_receiver_close = on_receiver_close,
         .on_sendable = on_sendable,
         .on_rejected = on_rejected,
         .on_released = on_released,
@@ -228,6 +268,7 @@ main(int argc, char **argv)
         lep_container_free(cont);
         return CLI_FAILED;
     }
+    c.conn = lep_sender_connection(c.snd);
     cli_stop_on_signals(cont);
     cli_arm_timeout(cont, c.common.timeout_s, &c.timed_out);
     rc = lep_container_run(cont);

@@ -72,7 +72,8 @@ typedef struct sender {
     uint64_t accepted, rejected, released, modified, lost;
     double budget;         /* --rate: messages that may go now */
     double t0;
-    lep_sender_t *snd;
+    lep_sender_t *snd;     /* NULL once the peer closed it */
+    lep_connection_t *conn;
     lep_message_t *msg;
     uint8_t *body;
     volatile bool timed_out;
@@ -117,7 +118,7 @@ finish_one(sender_t *s)
     s->finished++;
     if (s->finished == s->count && !s->closing) {
         s->closing = true;
-        lep_connection_close(lep_sender_connection(s->snd), NULL);
+        lep_connection_close(s->conn, NULL);
     }
 }
 
@@ -142,7 +143,7 @@ static void
 send_some(sender_t *s)
 {
     lep_sender_t *snd = s->snd;
-    while (!s->closing && lep_sender_credit(snd) > 0) {
+    while (!s->closing && snd && lep_sender_credit(snd) > 0) {
         if (s->rate > 0 && s->budget < 1)
             return; /* the next tick sends more */
         uint64_t n;
@@ -183,7 +184,7 @@ rate_tick(void *ctx)
     if (s->closing)
         return;
     send_some(s);
-    lep_connection_schedule(lep_sender_connection(s->snd), 100, rate_tick, s);
+    lep_connection_schedule(s->conn, 100, rate_tick, s);
 }
 
 static void
@@ -270,6 +271,25 @@ on_disconnected(void *ctx, lep_connection_t *c, void *const *unsettled, size_t n
     }
     if (lep_connection_reconnecting(c) && n && s->common.verbose)
         cli_error(PROG, "%zu messages in doubt, sending them again after reconnecting", n);
+}
+
+/* The peer closed or refused the link (RabbitMQ refuses exactly-once and
+ * ends the whole session): nothing more can be sent, so give up now
+ * instead of waiting for a --timeout that may never come. */
+static void
+on_sender_close(void *ctx, lep_sender_t *snd)
+{
+    sender_t *s = ctx;
+    if (snd != s->snd)
+        return;
+    s->snd = NULL;
+    if (s->closing)
+        return;
+    cli_error(PROG, "the peer closed the link with %llu of %llu messages settled",
+              (unsigned long long)s->finished, (unsigned long long)s->count);
+    s->closing = true;
+    s->failed = 1;
+    lep_connection_close(s->conn, NULL);
 }
 
 static void
@@ -373,6 +393,7 @@ main(int argc, char **argv)
         .on_rejected = on_rejected,
         .on_released = on_released,
         .on_disconnected = on_disconnected,
+        .on_sender_close = on_sender_close,
         .on_connection_final = on_final,
     };
     lep_container_opts_t copt;
@@ -395,6 +416,7 @@ main(int argc, char **argv)
         lep_container_free(c);
         return CLI_FAILED;
     }
+    s.conn = lep_sender_connection(s.snd);
     cli_stop_on_signals(c);
     cli_arm_timeout(c, s.common.timeout_s, &s.timed_out);
     s.budget = 1;

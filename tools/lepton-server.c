@@ -205,6 +205,20 @@ on_receiver_open(void *ctx, lep_receiver_t *rcv)
         lep_receiver_set_credit_window(rcv, s->credit);
 }
 
+/* Through a broker: the peer closed or refused the link requests come on
+ * (RabbitMQ refuses exactly-once and ends the whole session).  No request
+ * can come any more, so stop now instead of serving nothing. */
+static void
+on_receiver_close(void *ctx, lep_receiver_t *rcv)
+{
+    server_t *s = ctx;
+    if (s->listen || s->done || cli_interrupted())
+        return;
+    cli_error(PROG, "the peer closed the link requests come on");
+    s->failed = 1;
+    lep_connection_close(lep_receiver_connection(rcv), NULL);
+}
+
 static void
 upper(uint8_t *p, size_t n)
 {
@@ -316,6 +330,10 @@ on_final(void *ctx, lep_connection_t *c)
     route_free_all(s, c);
     if (!s->listen && !cli_interrupted() && !s->done)
         s->failed = 1;
+    /* Through a broker the connection ended for good: nothing is left to
+     * serve, and a pending --timeout must not keep us. */
+    if (!s->listen)
+        lep_container_stop(s->c);
     maybe_stop(s);
 }
 
@@ -366,6 +384,7 @@ main(int argc, char **argv)
         .on_sender_open = on_sender_open,
         .on_sender_close = on_sender_close,
         .on_receiver_open = on_receiver_open,
+        .on_receiver_close = on_receiver_close,
         .on_message = on_message,
         .on_connection_final = on_final,
     };
