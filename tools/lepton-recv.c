@@ -51,6 +51,8 @@ typedef struct receiver {
     bool listen, print, json;
     uint32_t credit;
     uint64_t received;
+    uint64_t issued;       /* received + the credit given and not used yet */
+    uint64_t awaiting;     /* exactly-once: accepted, not yet settled by the sender */
     double t0, t_first, t_last;
     volatile bool timed_out;
     bool done;
@@ -60,19 +62,23 @@ typedef struct receiver {
 } receiver_t;
 
 /* The credit to give now so that at most `credit` messages are in flight
- * and never more than the count still wanted. */
+ * and never more than the count still wanted.  Counted against what
+ * on_message has seen, not the link's credit: messages the engine took
+ * in but has not handed over yet used credit already (a broker that
+ * pre-settles would lose whatever we asked for beyond the count). */
 static void
 grant(receiver_t *s, lep_receiver_t *r)
 {
-    uint64_t want = s->credit;
-    if (s->count) {
-        uint64_t left = s->count > s->received ? s->count - s->received : 0;
-        if (left < want)
-            want = left;
+    uint64_t target = s->received + s->credit;
+    if (s->count && target > s->count)
+        target = s->count;
+    if (s->issued < s->received)
+        s->issued = s->received; /* a peer sent beyond the credit */
+    uint64_t out = s->issued - s->received;
+    if (target > s->issued && (out <= s->credit / 2 || out == 0)) {
+        lep_receiver_flow(r, (uint32_t)(target - s->issued));
+        s->issued = target;
     }
-    uint32_t have = lep_receiver_credit(r);
-    if (want > have && (have <= s->credit / 2 || want - have == want))
-        lep_receiver_flow(r, (uint32_t)(want - have));
 }
 
 static void
@@ -98,7 +104,54 @@ on_receiver_open(void *ctx, lep_receiver_t *r)
     }
     if (s->listen)
         lep_receiver_set_credit_window(r, 0);
+    s->issued = s->received; /* a new link: the old one's credit is gone */
     grant(s, r);
+}
+
+/* The peer closed or refused our link (RabbitMQ refuses exactly-once and
+ * ends the whole session): no more messages can come, so stop now
+ * instead of waiting for a --timeout that may never come.  A listener's
+ * clients detach when they are done. */
+static void
+on_receiver_close(void *ctx, lep_receiver_t *r)
+{
+    receiver_t *s = ctx;
+    if (s->listen || s->done)
+        return;
+    cli_error(PROG, "the peer closed the link after %llu messages",
+              (unsigned long long)s->received);
+    s->failed = 1;
+    finish(s, lep_receiver_connection(r));
+}
+
+/* Exactly-once: the exchange of a message ends when the sender settles
+ * it after our accept; the last ones are waited for before closing, for
+ * 5 s at most (a sender that never settles does not keep us). */
+typedef struct grace {
+    receiver_t *s;
+    lep_connection_t *conn;
+} grace_t;
+
+static grace_t grace_ctx;
+
+static void
+grace_over(void *ctx)
+{
+    grace_t *g = ctx;
+    if (!g->s->done && g->s->awaiting)
+        cli_error(PROG, "%llu messages never settled by the sender",
+                  (unsigned long long)g->s->awaiting);
+    finish(g->s, g->conn);
+}
+
+static void
+on_delivery_settled(void *ctx, lep_receiver_t *r, lep_delivery_t *d)
+{
+    receiver_t *s = ctx;
+    if (s->awaiting)
+        s->awaiting--;
+    if (s->count && s->received >= s->count && !s->awaiting)
+        finish(s, lep_receiver_connection(r));
 }
 
 static void
@@ -117,10 +170,21 @@ on_message(void *ctx, lep_receiver_t *r, lep_delivery_t *d, lep_message_t *m)
         cli_print_json(stdout, m);
     else if (s->print)
         cli_print_body(stdout, m);
-    if (s->count && s->received >= s->count)
-        finish(s, lep_receiver_connection(r));
-    else
+    lep_link_t *l = lep_receiver_link(r);
+    if (l && lep_link_rcv_settle_mode(l) == LEP_RCV_SETTLE_SECOND &&
+        !lep_delivery_remote_settled(d))
+        s->awaiting++;
+    if (s->count && s->received >= s->count) {
+        if (!s->awaiting) {
+            finish(s, lep_receiver_connection(r));
+        } else if (!grace_ctx.s) {
+            grace_ctx.s = s;
+            grace_ctx.conn = lep_receiver_connection(r);
+            lep_connection_schedule(grace_ctx.conn, 5000, grace_over, &grace_ctx);
+        }
+    } else {
         grant(s, r);
+    }
 }
 
 static void
@@ -190,6 +254,8 @@ main(int argc, char **argv)
 
     lep_handler_t h = {
         .on_receiver_open = on_receiver_open,
+        .on_receiver_close = on_receiver_close,
+        .on_delivery_settled = on_delivery_settled,
         .on_message = on_message,
         .on_connection_final = on_final,
     };
