@@ -13,7 +13,10 @@
 #      before anything is published) gets a.b and a.c, not a.b.c nor x.y;
 #      /exchange/amq.topic/a.# gets a.b.c
 #   3. exactly-once is refused by RabbitMQ (amqp:not-implemented, the session
-#      ends): lepton-send and lepton-recv say so and exit 1 at once
+#      ends): lepton-send and lepton-recv say so and exit 1 at once;
+#      lepton-server answers requests through it (no anonymous relay: a
+#      sender per reply-to); lepton-client's dynamic receiver is refused:
+#      exit 1 at once
 #   4. reconnect: RabbitMQ is killed (-9) while lepton-send --durable sends to
 #      a durable queue at a rate, and started again on its data; the sender
 #      comes back and finishes; the queue then holds every message 1..N at
@@ -218,6 +221,46 @@ for tool in send recv; do
         ko "$t (exit $rc after ${el}s)"
     fi
 done
+
+# --- request-response through RabbitMQ -----------------------------------------------
+# It has no anonymous relay: lepton-server opens a sender to each reply-to.
+fresh
+t="lepton-server through RabbitMQ: pysend's 5 requests to /queue/requests, replies on /queue/replies"
+why=""
+pysend "$R//queue/requests" --count 5 -m "hello rabbit" --reply-to /queue/replies -t 15 2>"$W/send.err" ||
+    why="$why pysend exit $?;"
+# shellcheck disable=SC2086
+"$BUILD/lepton-server" -c 5 $PLAIN --timeout 15 "$R//queue/requests" >"$W/server.out" 2>"$W/server.err" ||
+    why="$why server exit $?;"
+pyrecv "$R//queue/replies" --count 5 --print-message -t 15 >"$W/replies.out" 2>"$W/replies.err" ||
+    why="$why pyrecv exit $?;"
+"$PEERS_PY" - "$W/replies.out" <<'EOF2' || why="$why replies: $(tail -1 "$W/check.err");"
+import json, sys
+path = sys.argv[1]
+reps = [json.loads(l) for l in open(path)]
+def bad(why):
+    open(path.rsplit("/", 1)[0] + "/check.err", "a").write(why + "\n")
+    sys.exit(1)
+if len(reps) != 5:
+    bad("%d replies" % len(reps))
+for i, r in enumerate(reps):
+    if r["body"] != "HELLO RABBIT" or r["correlation_id"] != "pysend-%d" % i:
+        bad("reply %d: body %r, correlation-id %r" % (i, r["body"], r["correlation_id"]))
+EOF2
+if [ -z "$why" ]; then ok "$t"; else ko "$t:$why"; fi
+
+fresh
+t="lepton-client: RabbitMQ refuses its dynamic reply receiver; it says so and exits 1 at once"
+s0=$(now)
+# shellcheck disable=SC2086
+"$BUILD/lepton-client" $PLAIN --timeout 30 "$R//queue/requests" -m hi >"$W/client.out" 2>"$W/client.err"
+rc=$?
+el=$(($(now) - s0))
+if [ $rc -eq 1 ] && [ $el -le 5 ] && grep -q "Dynamic sources not supported" "$W/client.err"; then
+    ok "$t"
+else
+    ko "$t (exit $rc after ${el}s)"
+fi
 
 # --- 4. reconnect -----------------------------------------------------------------------
 # The queue must be durable for its messages to survive the kill, and
