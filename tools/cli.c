@@ -29,12 +29,16 @@ const char cli_common_help[] =
     "      --sasl-mechanisms LIST\n"
     "                          SASL mechanisms allowed, space or comma separated\n"
     "                          (default: the strongest both sides have; PLAIN is\n"
-    "                          used without TLS only when named here)\n"
+    "                          used without TLS, and ANONYMOUS despite a user in\n"
+    "                          the URL, only when named here; with --listen: the\n"
+    "                          mechanisms offered)\n"
     "      --tls-ca FILE       trusted CA certificates (PEM) for amqps:// URLs\n"
+    "                          (default: the system's); the server's name must\n"
+    "                          match the URL's host\n"
     "      --tls-cert FILE     our certificate (PEM), for servers or client auth\n"
     "      --tls-key FILE      the private key of --tls-cert (PEM)\n"
-    "      --max-reconnect N   consecutive failed connection attempts before\n"
-    "                          giving up (default 10; 0: never reconnect)\n"
+    "      --max-reconnect N   connection attempts in a row before giving up\n"
+    "                          (default 10; 0 or 1: a single attempt)\n"
     "  -v, --verbose           trace every AMQP frame on stderr\n"
     "  -h, --help              show this help and exit\n"
     "  -V, --version           show the version and exit\n";
@@ -490,7 +494,7 @@ static void
 json_base64(FILE *f, const uint8_t *p, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    fputs("{\"base64\":\"", f);
+    fputs("{\"base64\": \"", f);
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
                      (i + 2 < n ? p[i + 2] : 0);
@@ -512,7 +516,7 @@ json_bytes(FILE *f, lep_bytes_t b)
 }
 
 static void
-json_atom(FILE *f, const lep_atom_t *a)
+json_scalar(FILE *f, const lep_atom_t *a)
 {
     char buf[64];
     switch (a->type) {
@@ -582,20 +586,158 @@ json_atom(FILE *f, const lep_atom_t *a)
     case LEP_TYPE_BINARY:
         json_bytes(f, a->u.bytes);
         break;
-    default: {
-        /* compound and exotic values: their readable form, as a string */
-        lep_buf_t out;
-        lep_buf_init(&out);
-        lep_reader_t r;
-        lep_reader_init(&r, a->raw.ptr, a->raw.len);
-        if (lep_print_encoded(&r, &out, LEP_PRINT_DEFAULT) == 0)
-            json_string(f, out.data, out.len);
+    case LEP_TYPE_DECIMAL32:
+    case LEP_TYPE_DECIMAL64:
+    case LEP_TYPE_DECIMAL128: {
+        /* opaque IEEE 754 decimal bytes, as lepton-dump shows them */
+        size_t n = a->type == LEP_TYPE_DECIMAL32 ? 4 : a->type == LEP_TYPE_DECIMAL64 ? 8 : 16;
+        int k = snprintf(buf, sizeof buf, "%s:0x", lep_type_name(a->type));
+        for (size_t i = 0; i < n; i++)
+            k += snprintf(buf + k, sizeof buf - (size_t)k, "%02x", a->u.dec[i]);
+        json_string(f, (const uint8_t *)buf, (size_t)k);
+        break;
+    }
+    default:
+        fputs("null", f);
+        break;
+    }
+}
+
+static bool
+is_compound(const lep_atom_t *a)
+{
+    return a->type == LEP_TYPE_LIST || a->type == LEP_TYPE_MAP || a->type == LEP_TYPE_ARRAY ||
+           a->type == LEP_TYPE_DESCRIBED;
+}
+
+static void json_value(FILE *f, const lep_reader_t *parent, const lep_atom_t *a);
+
+/* A map key: JSON keys are strings, so numbers and other values are
+ * written as text. */
+static void
+json_key(FILE *f, const lep_atom_t *k)
+{
+    char kb[32];
+    switch (k->type) {
+    case LEP_TYPE_SYMBOL:
+    case LEP_TYPE_STRING:
+    case LEP_TYPE_BINARY: json_string(f, k->u.bytes.ptr, k->u.bytes.len); return;
+    case LEP_TYPE_ULONG:
+    case LEP_TYPE_UINT:
+    case LEP_TYPE_USHORT:
+    case LEP_TYPE_UBYTE:
+        snprintf(kb, sizeof kb, "%llu", (unsigned long long)k->u.u);
+        json_string(f, (const uint8_t *)kb, strlen(kb));
+        return;
+    case LEP_TYPE_LONG:
+    case LEP_TYPE_INT:
+    case LEP_TYPE_SHORT:
+    case LEP_TYPE_BYTE:
+        snprintf(kb, sizeof kb, "%lld", (long long)k->u.i);
+        json_string(f, (const uint8_t *)kb, strlen(kb));
+        return;
+    default:
+        break;
+    }
+    /* anything else: its readable form */
+    lep_buf_t out;
+    lep_buf_init(&out);
+    lep_reader_t r;
+    lep_reader_init(&r, k->raw.ptr, k->raw.len);
+    if (!(k->flags & LEP_ATOM_ARRAY_ELEM) && lep_print_encoded(&r, &out, LEP_PRINT_DEFAULT) == 0)
+        json_string(f, out.data, out.len);
+    else
+        json_string(f, (const uint8_t *)lep_type_name(k->type), strlen(lep_type_name(k->type)));
+    lep_buf_fini(&out);
+}
+
+/* Lists and arrays become JSON arrays, maps objects, described values
+ * {"descriptor": D, "value": V}.  A malformed element ends its container
+ * early (as null), so the output stays valid JSON. */
+static void
+json_compound(FILE *f, const lep_reader_t *parent, const lep_atom_t *a)
+{
+    lep_reader_t child;
+    lep_atom_t e, v;
+    if (lep_reader_enter(parent, a, &child) != 0) {
+        fputs("null", f);
+        return;
+    }
+    int n = 0;
+    switch (a->type) {
+    case LEP_TYPE_LIST:
+    case LEP_TYPE_ARRAY:
+        fputc('[', f);
+        while (!lep_reader_done(&child)) {
+            fputs(n++ ? ", " : "", f);
+            if (lep_reader_next(&child, &e) != 0) {
+                fputs("null", f);
+                break;
+            }
+            json_value(f, &child, &e);
+        }
+        fputc(']', f);
+        break;
+    case LEP_TYPE_MAP:
+        fputc('{', f);
+        while (!lep_reader_done(&child)) {
+            if (lep_reader_next(&child, &e) != 0)
+                break;
+            fputs(n++ ? ", " : "", f);
+            json_key(f, &e);
+            fputs(": ", f);
+            if (lep_reader_next(&child, &v) != 0) {
+                fputs("null", f);
+                break;
+            }
+            json_value(f, &child, &v);
+        }
+        fputc('}', f);
+        break;
+    default: { /* described */
+        lep_reader_t dr;
+        lep_atom_t d;
+        fputs("{\"descriptor\": ", f);
+        lep_reader_init(&dr, a->ctor.ptr, a->ctor.len);
+        if (lep_reader_next(&dr, &d) == 0 && !is_compound(&d))
+            json_scalar(f, &d);
         else
             fputs("null", f);
-        lep_buf_fini(&out);
+        fputs(", \"value\": ", f);
+        if (lep_reader_next(&child, &v) == 0)
+            json_value(f, &child, &v);
+        else
+            fputs("null", f);
+        fputc('}', f);
         break;
     }
     }
+}
+
+static void
+json_value(FILE *f, const lep_reader_t *parent, const lep_atom_t *a)
+{
+    if (is_compound(a))
+        json_compound(f, parent, a);
+    else
+        json_scalar(f, a);
+}
+
+/* A value decoded on its own (raw holds its whole encoding). */
+static void
+json_atom(FILE *f, const lep_atom_t *a)
+{
+    if (!is_compound(a)) {
+        json_scalar(f, a);
+        return;
+    }
+    lep_reader_t r;
+    lep_atom_t b;
+    lep_reader_init(&r, a->raw.ptr, a->raw.len);
+    if (lep_reader_next(&r, &b) == 0)
+        json_compound(f, &r, &b);
+    else
+        fputs("null", f);
 }
 
 typedef struct json_obj {
@@ -647,32 +789,8 @@ annotations(FILE *f, json_obj_t *top, const lep_message_t *m, lep_msg_annotation
             continue;
         /* keys are symbols or ulongs (spec); anything else a peer sends
          * becomes a string too, as JSON keys must be */
-        char kb[32];
         fputs(o.n++ ? ", " : "", f);
-        switch (k->type) {
-        case LEP_TYPE_SYMBOL:
-        case LEP_TYPE_STRING:
-        case LEP_TYPE_BINARY: json_string(f, k->u.bytes.ptr, k->u.bytes.len); break;
-        case LEP_TYPE_ULONG:
-        case LEP_TYPE_UINT:
-        case LEP_TYPE_USHORT:
-        case LEP_TYPE_UBYTE:
-            snprintf(kb, sizeof kb, "%llu", (unsigned long long)k->u.u);
-            json_string(f, (const uint8_t *)kb, strlen(kb));
-            break;
-        default: {
-            lep_buf_t out;
-            lep_buf_init(&out);
-            lep_reader_t r;
-            lep_reader_init(&r, k->raw.ptr, k->raw.len);
-            if (lep_print_encoded(&r, &out, LEP_PRINT_DEFAULT) == 0)
-                json_string(f, out.data, out.len);
-            else
-                fputs("\"?\"", f);
-            lep_buf_fini(&out);
-            break;
-        }
-        }
+        json_key(f, k);
         fputs(": ", f);
         json_atom(f, v);
     }
@@ -777,19 +895,24 @@ cli_print_json(FILE *f, const lep_message_t *m)
             fputs("null", f);
         break;
     case LEP_BODY_SEQUENCE: {
-        fputc('[', f);
-        for (size_t i = 0; i < lep_message_body_count(m); i++) {
+        /* each section is a list: one section gives its array, several an
+         * array of them (as data sections do) */
+        size_t ns = lep_message_body_count(m);
+        if (ns != 1)
+            fputc('[', f);
+        for (size_t i = 0; i < ns; i++) {
             lep_bytes_t sec = lep_message_body_section(m, i);
             lep_reader_t r;
             lep_atom_t a;
             lep_reader_init(&r, sec.ptr, sec.len);
             fputs(i ? ", " : "", f);
             if (lep_reader_next(&r, &a) == 0)
-                json_atom(f, &a);
+                json_value(f, &r, &a);
             else
                 fputs("null", f);
         }
-        fputc(']', f);
+        if (ns != 1)
+            fputc(']', f);
         break;
     }
     default:
