@@ -216,7 +216,10 @@ main(int argc, char **argv)
             continue;
         switch (opt) {
         case 'm': c.texts[c.n++] = optarg; break;
-        case 'h': printf(usage_text, cli_common_help); return CLI_OK;
+        case 'h':
+            printf(usage_text, cli_common_help);
+            free(c.texts);
+            return CLI_OK;
         default: cli_bad_option(PROG, argv, longopts, opt);
         }
     }

@@ -324,6 +324,26 @@ add_property(sender_t *s, const char *kv)
     s->nprops++;
 }
 
+static void
+free_props(sender_t *s)
+{
+    for (size_t i = 0; i < s->nprops; i++)
+        free((char *)s->props[i].key);
+    free(s->props);
+    s->props = NULL;
+    s->nprops = 0;
+}
+
+static void
+free_all(sender_t *s)
+{
+    free_props(s);
+    lep_message_free(s->msg);
+    free(s->state);
+    free(s->resend);
+    free(s->body);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -362,7 +382,10 @@ main(int argc, char **argv)
         case O_SUBJECT: s.subject = optarg; break;
         case O_REPLY_TO: s.reply_to = optarg; break;
         case O_RATE: s.rate = cli_parse_rate(PROG, "--rate", optarg, 1e8); break;
-        case 'h': printf(usage_text, cli_common_help); return CLI_OK;
+        case 'h':
+            printf(usage_text, cli_common_help);
+            free_props(&s);
+            return CLI_OK;
         default: cli_bad_option(PROG, argv, longopts, opt);
         }
     }
@@ -374,8 +397,10 @@ main(int argc, char **argv)
         cli_usage_error(PROG, "--size and --message cannot be used together");
     s.common.url = argv[optind];
     cli_check_url(&s.common, true, false);
-    if (s.count == 0)
+    if (s.count == 0) {
+        free_props(&s);
         return CLI_OK;
+    }
     s.state = calloc(s.count, 1);
     s.resend = malloc(s.count * sizeof *s.resend);
     if (have_size) {
@@ -385,6 +410,7 @@ main(int argc, char **argv)
     }
     if (!s.state || !s.resend || (have_size && !s.body) || lep_message_new(&s.msg) != 0) {
         cli_error(PROG, "out of memory for %llu messages", (unsigned long long)s.count);
+        free_all(&s);
         return CLI_FAILED;
     }
 
@@ -404,6 +430,7 @@ main(int argc, char **argv)
     lep_container_t *c;
     if (lep_container_new(&c, &copt) != 0) {
         cli_error(PROG, "cannot start: out of memory");
+        free_all(&s);
         return CLI_FAILED;
     }
     lep_connection_opts_t co;
@@ -415,6 +442,7 @@ main(int argc, char **argv)
         /* the URL and files were checked: what is left is at run time */
         cli_error(PROG, "%s", lep_container_error());
         lep_container_free(c);
+        free_all(&s);
         return CLI_FAILED;
     }
     s.conn = lep_sender_connection(s.snd);
@@ -446,12 +474,6 @@ main(int argc, char **argv)
                 PROG, (unsigned long long)s.accepted, (unsigned long long)s.count,
                 (unsigned long long)s.rejected, (unsigned long long)s.released,
                 (unsigned long long)s.modified, (unsigned long long)s.lost, secs, secs > 0 ? (double)s.accepted / secs : 0.0);
-    lep_message_free(s.msg);
-    for (size_t i = 0; i < s.nprops; i++)
-        free((char *)s.props[i].key);
-    free(s.props);
-    free(s.state);
-    free(s.resend);
-    free(s.body);
+    free_all(&s);
     return ok ? CLI_OK : CLI_FAILED;
 }

@@ -392,8 +392,11 @@ main(int argc, char **argv)
     cli_container_opts(&s.common, &copt);
     copt.handler = &h;
     copt.ctx = &s;
-    if (lep_container_new(&s.c, &copt) != 0)
+    if (lep_container_new(&s.c, &copt) != 0) {
+        cli_error(PROG, "cannot start: out of memory");
+        lep_message_free(s.reply);
         return CLI_FAILED;
+    }
     lep_connection_opts_t co;
     cli_connection_opts(&s.common, &co);
     int rc;
@@ -412,6 +415,7 @@ main(int argc, char **argv)
         /* the URL and files were checked: what is left is at run time */
         cli_error(PROG, "%s", lep_container_error());
         lep_container_free(s.c);
+        lep_message_free(s.reply);
         return CLI_FAILED;
     }
     cli_stop_on_signals(s.c);

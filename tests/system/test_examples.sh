@@ -80,7 +80,10 @@ wait_listen() {
 start() {
     local name=$1 secs=$2
     shift 2
-    timeout -k 2 "$secs" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
+    # --foreground: a signal sent to timeout reaches the command once (not
+    # also through its process group: the tools take a second SIGINT or
+    # SIGTERM as "exit now")
+    timeout --foreground -k 2 "$secs" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
     PID=$!
     running+=("$PID")
 }
@@ -102,7 +105,7 @@ finish() {
 run() {
     local name=$1 secs=$2
     shift 2
-    timeout -k 2 "$secs" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null
+    timeout --foreground -k 2 "$secs" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null
     STATUS=$?
 }
 # listener NAME PORT CMD...: starts a server and waits until it listens;

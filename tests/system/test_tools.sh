@@ -86,7 +86,10 @@ wait_file() {
 start() {
     local name=$1 secs=$2
     shift 2
-    timeout -k 2 "$secs" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
+    # --foreground: a signal sent to timeout reaches the command once (not
+    # also through its process group: the tools take a second SIGINT or
+    # SIGTERM as "exit now")
+    timeout --foreground -k 2 "$secs" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
     PID=$!
     running+=("$PID")
 }
@@ -111,7 +114,7 @@ run() {
     local name=$1 secs=$2 t0
     shift 2
     t0=$(date +%s.%N)
-    timeout -k 2 "$secs" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null
+    timeout --foreground -k 2 "$secs" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null
     STATUS=$?
     ELAPSED=$(echo "$(date +%s.%N) - $t0" | bc)
 }
