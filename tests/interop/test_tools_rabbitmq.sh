@@ -18,9 +18,10 @@
 #      sender per reply-to); lepton-client's dynamic receiver is refused:
 #      exit 1 at once
 #   4. reconnect: RabbitMQ is killed (-9) while lepton-send --durable sends to
-#      a durable queue at a rate, and started again on its data; the sender
-#      comes back and finishes; the queue then holds every message 1..N at
-#      least once (duplicates allowed, losses not)
+#      a durable queue at a rate and lepton-recv takes from it, and started
+#      again on its data; both come back, the sender finishes; what the
+#      receiver got plus what is left in the queue holds every message 1..N
+#      at least once (duplicates allowed, losses not)
 set -u
 SRC=${LEPTON_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$SRC/tests/interop/lib/peers.sh"
@@ -268,46 +269,65 @@ fi
 # lepton-send does not ask for (its --durable marks the messages); a
 # durable queue declared here by Proton (pysend --durable --count 0) is
 # then reached as /amq/queue/NAME (an existing queue, no declaration, so no
-# durability to match).  2000 messages at 400/s take 5 s; the kill comes
-# once the sender has had outcomes for a second (~400 messages); RabbitMQ
-# restarts in 4-6 s while the sender backs off (100 ms doubling, up to 10
-# attempts) and then sends again what was unsettled.
+# durability to match).  A lepton-recv is attached to it all along.
+# 2000 messages at 400/s take 5 s; the kill comes once the sender has had
+# outcomes for a second (~400 messages); RabbitMQ restarts in 4-6 s while
+# both tools back off (100 ms doubling, up to 10 attempts); the sender
+# then sends again what was unsettled, the receiver re-attaches.  What the
+# receiver got plus what is left in the queue must hold every message
+# 1..N (duplicates allowed: resent messages, and acks lost in the crash).
 fresh
 N=2000
-t="reconnect: RabbitMQ killed mid-run and restarted; lepton-send --durable finishes and every message 1..$N is in the queue"
+t="reconnect: RabbitMQ killed mid-run and restarted; lepton-send --durable finishes, lepton-recv comes back, every message 1..$N arrives"
 why=""
 pysend "$R//queue/rc" --durable --count 0 -t 10 2>"$W/declare.err" || why="$why cannot declare the queue;"
+# shellcheck disable=SC2086
+"$LR" -v -c 0 $PLAIN --print "$R//amq/queue/rc" >"$W/recv1.out" 2>"$W/recv1.trace" &
+r=$!
+peers_track $r
+wait_for "$W/recv1.trace" '<- @attach' 10 || why="$why receiver never attached;"
 # shellcheck disable=SC2086
 "$LS" -v -c $N --rate 400 --durable $PLAIN --timeout 90 "$R//amq/queue/rc" 2>"$W/send.trace" &
 s=$!
 peers_track $s
 wait_for "$W/send.trace" '<- @disposition' 10 || why="$why no outcome;"
 sleep 1
+before=0
 if kill -0 $s 2>/dev/null; then
     rabbitmq_kill || why="$why kill;"
+    before=$(lines "$W/recv1.out" '^message ')
     rabbitmq_start "$QPORT" 2>>"$W/rabbit.err" || why="$why restart;"
 else
     why="$why the sender finished before the kill;"
 fi
 wait_pid $s 60
 src=$?
+# the last new message is sent after every resend: once it is in, all are
+wait_for "$W/recv1.out" "^message $N\$" 20 || why="$why the receiver never got message $N;"
+kill $r 2>/dev/null
+wait_pid $r 10 || why="$why recv exit $? (0 when stopped by a signal);"
 grep -v '^\[' "$W/send.trace" >"$W/send.err"
+grep -v '^\[' "$W/recv1.trace" >"$W/recv1.err"
 [ $src -eq 0 ] || why="$why send exit $src;"
 grep -q "$N of $N messages accepted" "$W/send.err" || why="$why send summary;"
 grep -q "reconnecting" "$W/send.err" || why="$why the sender saw no disconnect;"
-[ "$(lines "$W/send.trace" '-> @open')" -ge 2 ] || why="$why no second connection;"
-# drain exactly what the queue holds: N plus the duplicates
+[ "$(lines "$W/send.trace" '-> @open')" -ge 2 ] || why="$why no second sender connection;"
+[ "$(lines "$W/recv1.trace" '<- @attach')" -ge 2 ] || why="$why the receiver did not re-attach;"
+[ "$before" -gt 0 ] && [ "$before" -lt $N ] || why="$why the receiver had $before at the kill;"
+# what the receiver took and did not get to accept went back to the queue
 depth=$(rabbitmq_ctl list_queues name messages 2>/dev/null | awk '$1 == "rc" { print $2 }')
-case $depth in '' | *[!0-9]*) depth=0 ;; esac
-[ "$depth" -ge $N ] || why="$why the queue holds $depth;"
+case $depth in '' | *[!0-9]*) why="$why queue depth unknown;" depth=0 ;; esac
+: >"$W/recv2.out"
 if [ "$depth" -gt 0 ]; then
     # shellcheck disable=SC2086
-    "$LR" -c "$depth" $PLAIN --print --timeout 30 "$R//amq/queue/rc" >"$W/recv.out" 2>"$W/recv.err" ||
-        why="$why recv exit $?;"
+    "$LR" -c "$depth" $PLAIN --print --timeout 30 "$R//amq/queue/rc" >"$W/recv2.out" 2>"$W/recv2.err" ||
+        why="$why drain exit $?;"
 fi
-res=$(check atleast "$W/recv.out" $N) || why="$why $(tail -1 "$W/check.err");"
-echo "  queue depth $depth; $res; $(grep -o '[0-9]* resent' "$W/send.err")"
-rm -f "$W/send.trace"
+cat "$W/recv1.out" "$W/recv2.out" >"$W/all.out"
+res=$(check atleast "$W/all.out" $N) || why="$why $(tail -1 "$W/check.err");"
+echo "  receiver: $before before the kill, $(lines "$W/recv1.out" '^message ') in all; left in the queue: $depth;" \
+    "$res; $(grep -o '[0-9]* resent' "$W/send.err")"
+rm -f "$W/send.trace" "$W/recv1.trace"
 if [ -z "$why" ]; then ok "$t"; else ko "$t:$why"; fi
 
 finish
