@@ -64,6 +64,8 @@ static bench_global_t global;
 static pn_proactor_t *proactor;
 static _Atomic unsigned next_receiver; /* peer-to-peer: pair of the next accepted connection */
 static _Atomic bool failed;
+static _Atomic unsigned serving; /* threads in serve() */
+static _Thread_local bool leaving; /* this thread is done serving */
 static char version[32];
 
 /* One per connection end we serve: a sender, or a receiver. */
@@ -512,11 +514,16 @@ handle(pn_event_t *e)
         break;
     }
     case PN_PROACTOR_INACTIVE:
-        /* everything closed: wake every other serving thread */
-        for (unsigned i = 1; i < opts.threads; i++)
-            pn_proactor_interrupt(proactor);
-        return false;
     case PN_PROACTOR_INTERRUPT:
+        /* Everything closed: this thread leaves, and wakes the next one.
+         * Interrupts close together may coalesce into one event, so each
+         * leaving thread passes the interrupt on instead of the first
+         * sending one per thread. */
+        if (!leaving) {
+            leaving = true; /* once per thread, even if a batch has both events */
+            if (atomic_fetch_sub(&serving, 1) > 1)
+                pn_proactor_interrupt(proactor);
+        }
         return false;
     default:
         break;
@@ -589,6 +596,7 @@ main(int argc, char **argv)
     if (!th)
         return BENCH_EXIT_FAIL;
     bench_super.running = opts.threads;
+    atomic_store(&serving, opts.threads);
     for (unsigned i = 0; i < opts.threads; i++)
         if (pthread_create(&th[i], NULL, serve, NULL) != 0) {
             fprintf(stderr, PROG ": cannot start a thread\n");
