@@ -46,11 +46,12 @@
  * until the application settles it or the connection ends.
  *
  * Reconnect.  A client connection (lep_container_connect) reconnects by
- * default when its transport fails or the peer closes it with an error
- * (amqp:connection:forced from a broker shutting down, say): exponential
- * backoff with jitter over the URL and its failover URLs, until a limit.
- * It does not after the application closed it, after the peer closed it
- * without an error, or after an authentication failure.  Each new transport
+ * default when its transport fails (socket error, peer gone) or the peer
+ * closes it with amqp:connection:forced (a broker shutting down), as
+ * Proton does: exponential backoff with jitter over the URL and its
+ * failover URLs, until a limit.  It does not after the application closed
+ * it, after the peer closed it for another reason (or none), or after an
+ * authentication failure.  Each new transport
  * re-opens the connection and re-attaches every sender and receiver not
  * closed by the application (on_connection_open, on_sender_open,
  * on_receiver_open come again).  Messages that were sent and not settled

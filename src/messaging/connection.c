@@ -430,20 +430,19 @@ conn_event(lep_connection_t *c, const lep_event_t *ev)
         break;
     case LEP_EVENT_CONN_REMOTE_CLOSE: {
         const lep_condition_t *cond = lep_conn_remote_condition(e);
+        /* As Proton: a peer that closes with amqp:connection:forced (a
+         * broker going down) is tried again; one that closes for any
+         * other reason, or none, is done with us. */
+        if (c->ic && !(lep_condition_set(cond) &&
+                       lep_bytes_eq_str(cond->name, "amqp:connection:forced")))
+            lep_io_conn_cancel_reconnect(c->ic);
         if (lep_condition_set(cond)) {
             if ((s = LEPI_PICK(c, NULL, on_connection_error)))
                 s->h.on_connection_error(s->ctx, c, cond);
             else
                 lepi_report(c->peer, "connection closed by peer", cond);
-        } else {
-            /* A peer that closes without an error is done with us:
-             * reconnecting would be unwelcome.  One that closes with an
-             * error (connection-forced by a broker going down...) is
-             * tried again. */
-            if (c->ic)
-                lep_io_conn_cancel_reconnect(c->ic);
-            if ((s = LEPI_PICK(c, NULL, on_connection_close)))
-                s->h.on_connection_close(s->ctx, c);
+        } else if ((s = LEPI_PICK(c, NULL, on_connection_close))) {
+            s->h.on_connection_close(s->ctx, c);
         }
         if (lep_conn_local_state(e) != LEP_STATE_CLOSED)
             lep_conn_close(e, NULL);
