@@ -55,6 +55,7 @@ install: build
 bench: build
 	$(BUILD)/bench/codec
 	$(BUILD)/bench/engine
+	bench/compare --build $(BUILD)
 
 fuzz: build-fuzz
 	@for f in $(FUZZ_BUILD)/fuzz/fuzz_*; do \
