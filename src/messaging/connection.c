@@ -55,8 +55,9 @@ tls_setup(lepi_settings_t *s, const lep_connection_opts_t *o, bool server, char 
         snprintf(err, errlen, "TLS: %s", lep_strerror(rc));
         return rc;
     }
-    if (server && (!o->tls_cert || !o->tls_key)) {
-        snprintf(err, errlen, "amqps listener needs a certificate and a key (tls_cert, tls_key)");
+    if (server && !o->tls_cert) {
+        snprintf(err, errlen, "amqps listener needs a certificate (tls_cert, and tls_key "
+                              "unless the key is in the certificate file)");
         return LEP_ERR_INVALID;
     }
     if ((o->tls_cert || o->tls_key) &&
@@ -77,6 +78,33 @@ tls_setup(lepi_settings_t *s, const lep_connection_opts_t *o, bool server, char 
     if (rc)
         snprintf(err, errlen, "TLS: %s", lep_tls_config_error(s->tls));
     return rc;
+}
+
+/* Names are checked where the SASL layer is made; a connection that
+ * could never be set up is a bad option now, not a retry loop later. */
+static int
+check_mechanisms(const lepi_settings_t *s, bool server)
+{
+    lep_conn_opts_t eo;
+    lep_conn_opts_init(&eo);
+    eo.server = server;
+    lep_conn_t *c;
+    int rc = lep_conn_new(&c, &eo);
+    if (rc)
+        return rc;
+    if (server) {
+        lep_sasl_server_opts_t so;
+        lep_sasl_server_opts_init(&so);
+        so.mechanisms = s->sasl_mechanisms;
+        rc = lep_sasl_server_add(c, &so, NULL);
+    } else {
+        lep_sasl_client_opts_t so;
+        lep_sasl_client_opts_init(&so);
+        so.mechanisms = s->sasl_mechanisms;
+        rc = lep_sasl_client_add(c, &so, NULL);
+    }
+    lep_conn_free(c);
+    return rc == LEP_ERR_INVALID ? LEP_ERR_INVALID : 0;
 }
 
 static int
@@ -151,6 +179,11 @@ lepi_settings_init(lepi_settings_t *s, const lep_connection_opts_t *o, bool serv
         s->properties = LEP_BYTES(s->caps.data + a + d, p);
     }
     int rc;
+    if (s->sasl_enabled && s->sasl_mechanisms && (rc = check_mechanisms(s, server)) != 0) {
+        snprintf(err, errlen, "SASL mechanisms \"%s\": unknown name (known: ANONYMOUS PLAIN "
+                 "EXTERNAL SCRAM-SHA-1 SCRAM-SHA-256 SCRAM-SHA-512)", s->sasl_mechanisms);
+        return rc;
+    }
     if (url && url->tls && (rc = tls_setup(s, o, server, err, errlen)) != 0)
         return rc;
     if (server || !url)
@@ -523,11 +556,20 @@ io_disconnected(lep_connection_t *c, lep_io_conn_t *ic, int os_error, const char
      * engine's view of it; a protocol error (EPROTO) is the engine's.
      * The end of a connection the application closed is no error. */
     bool ours = c->app_closed && (os_error == ECONNABORTED || os_error == ECANCELED);
-    if (os_error && os_error != EPROTO && !ours) {
+    /* The engine's condition is the better one when a layer or the
+     * protocol failed (TLS verification, SASL, a bad frame); when it only
+     * saw the socket end ("connection aborted"), the socket's errno says
+     * more. */
+    const lep_condition_t *ec = c->transport_failed && e ? lep_conn_local_condition(e) : NULL;
+    bool engine_says_more = ec && !(lep_bytes_eq_str(ec->name, "amqp:connection:framing-error") &&
+                                    lep_bytes_eq_str(ec->description, "connection aborted"));
+    if (engine_says_more) {
+        transport_error(c, ec, lep_io_conn_attempt(ic));
+    } else if (os_error && os_error != EPROTO && !ours) {
         lep_condition_t cond = lep_condition_make("lepton:io", reason);
         transport_error(c, &cond, lep_io_conn_attempt(ic));
-    } else if (c->transport_failed && e) {
-        transport_error(c, lep_conn_local_condition(e), lep_io_conn_attempt(ic));
+    } else if (ec) {
+        transport_error(c, ec, lep_io_conn_attempt(ic));
     }
     c->transport_failed = false;
     void **ctxs = NULL;

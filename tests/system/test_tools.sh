@@ -595,16 +595,9 @@ if command -v openssl >/dev/null && sh "$src/tests/tls/make-certs.sh" "$tmp/cert
         show "$tmp/tls3.err"
     fi
     # The client's own reason (the server's certificate is not trusted) is
-    # what the user needs.  Known library bug (reported with issue 5's
-    # tools work): the messaging layer reports the socket's EOF ("peer closed
-    # the socket before the AMQP close") over the engine's TLS condition, so
-    # this is an expected failure until src/messaging/connection.c prefers
-    # the engine's local condition; it turns into a pass by itself then.
-    if grep -qi 'certificate' "$tmp/tls3.err"; then
-        ok
-        echo "XPASS: the wrong CA is reported as a certificate error"
-    else
-        echo "XFAIL (library bug): wrong CA reported as: $(grep -v '^lepton-send:' "$tmp/tls3.err" | head -1)"
+    # what the user needs, not the socket's end that follows it.
+    if grep -qi 'certificate' "$tmp/tls3.err"; then ok; else
+        ko "wrong CA reported as: $(grep -v '^lepton-send:' "$tmp/tls3.err" | head -1)"
     fi
     if [ $s4 -eq 1 ]; then ok; else
         ko "amqp:// client to an amqps:// listener: status $s4 (want 1)"
