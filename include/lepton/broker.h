@@ -66,10 +66,16 @@ enum {
     LEP_ACL_ALL = 15,
 };
 
-/* One access rule: the first rule whose user and address match decides.
+/* One access rule.  Rules are read in order, right by right: for each
+ * LEP_ACL_* right, the first rule whose user and address match and that
+ * names the right (in deny or allow; deny is checked first) decides it.  A
+ * right no matching rule names is refused, so with any rules at all the
+ * default is deny (with none at all, everything is allowed).
  * Patterns: "*" alone matches everything; otherwise a trailing '*' matches
- * any suffix ("queue.orders*"); anything else must match exactly.  user
- * "*" is every authenticated user; "anonymous" is the ANONYMOUS login. */
+ * any suffix ("queue.orders*"); anything else must match exactly ('*'
+ * elsewhere is refused by lep_broker_config_check).  user "*" is every
+ * user, "anonymous" included; "anonymous" is the ANONYMOUS login (and a
+ * connection that skipped SASL). */
 typedef struct lep_acl_rule {
     char *user;
     char *address;
@@ -82,6 +88,10 @@ typedef struct lep_broker_config {
      * amqp://127.0.0.1:5672. */
     char **listen;
     size_t nlisten;
+    /* The next lep_broker_config_add_listen() replaces the list instead of
+     * adding to it: true after init and after a file's "listen", so
+     * --listen flags given after the file is loaded override it. */
+    bool listen_replace;
     char *data_dir;              /* journal directory; default "./lepton-data" */
     bool fsync;                  /* default true; false only for tests and benchmarks */
     char *container_id;          /* default "lepton-broker" */
@@ -95,20 +105,25 @@ typedef struct lep_broker_config {
     char *users_file;            /* lep_sasl_users file; NULL: no users */
     char *sasl_mechanisms;       /* NULL: the library's choice */
     bool allow_anonymous;        /* default: true when no users file, else false */
+    bool allow_anonymous_set;    /* allow_anonymous was given; unset, the parse and
+                                  * lep_broker_config_check() derive it from users_file */
     bool allow_plain_without_tls; /* default false */
-    /* Limits (0: the default). */
+    /* Limits.  init fills in the defaults; 0 means the default too, and
+     * lep_broker_config_check() puts the default in its place. */
     uint32_t max_connections;          /* default 10000 */
-    uint32_t max_connections_per_user; /* default: unlimited */
-    uint32_t max_frame_size;           /* default 65536 */
+    uint32_t max_connections_per_user; /* default (0): unlimited */
+    uint32_t max_frame_size;           /* default 65536; at least 512 */
     uint64_t max_message_size;         /* default 100 MiB */
-    uint32_t max_sessions, max_links;  /* per connection / per session */
+    uint32_t max_sessions, max_links;  /* per connection / per session; 0: the
+                                        * engine's defaults (256, 1024) */
     /* Addresses. */
     char *queue_prefix;          /* default "queue." */
     char *topic_prefix;          /* default "topic." */
     bool auto_create;            /* other names become queues on attach; default true */
     char *dead_letter_address;   /* default "queue.DLQ"; "" disables */
     lep_queue_policy_t queue_defaults;        /* defaults: 1,000,000 messages, 1 GiB, block, 10 deliveries, durable */
-    lep_queue_policy_t subscription_defaults; /* topic subscriptions: 100,000, 256 MiB, drop-head, durable */
+    lep_queue_policy_t subscription_defaults; /* topic subscriptions: 100,000, 256 MiB, drop-head,
+                                               * 10 deliveries, durable */
     lep_queue_config_t *queues;  /* made at start */
     size_t nqueues;
     lep_acl_rule_t *acl;         /* none: everything allowed to everyone logged in */
@@ -125,18 +140,37 @@ typedef struct lep_broker_config {
 LEP_EXPORT int lep_broker_config_init(lep_broker_config_t *c);
 LEP_EXPORT void lep_broker_config_fini(lep_broker_config_t *c);
 /* Reads a configuration file (JSON with comments, docs/broker.md) over the
- * values already in c.  Unknown keys, wrong types and bad values are
- * errors with the file, line and column in c->error.  Returns 0,
- * LEP_ERR_IO (unreadable), LEP_ERR_DECODE (syntax), LEP_ERR_INVALID. */
+ * values already in c: keys present replace, keys absent keep, null puts
+ * the built-in default back.  Relative paths in the file (data_dir,
+ * users_file, tls_*) are taken relative to the file's directory.  Unknown
+ * keys, wrong types and bad values are errors, "FILE:LINE:COL: message" in
+ * c->error; c may then be partly updated.  Returns 0, LEP_ERR_IO
+ * (unreadable), LEP_ERR_LIMIT (over 1 MiB, or nested too deep),
+ * LEP_ERR_DECODE (syntax), LEP_ERR_INVALID, LEP_ERR_NOMEM.  Sets c->path. */
 LEP_EXPORT int lep_broker_config_load(lep_broker_config_t *c, const char *path);
+/* The same from text (len bytes); name (may be NULL) is the FILE of the
+ * messages.  Relative paths are kept as written. */
 LEP_EXPORT int lep_broker_config_parse(lep_broker_config_t *c, const char *text, size_t len,
                                        const char *name);
-/* Checks the whole configuration (files readable, URLs valid, limits
- * coherent); 0 or LEP_ERR_INVALID with c->error set. */
+/* Checks the whole configuration (URLs valid, certificate and key loadable,
+ * the users file parses, ACL rules well formed, limits coherent) and
+ * settles what depends on other settings: 0 limits become their defaults,
+ * allow_anonymous follows users_file unless set.  Call it after the last
+ * setter and before lep_broker_new().  0, LEP_ERR_INVALID with c->error
+ * set ("listen[1] \"amqps://...\": ..."), LEP_ERR_NOMEM. */
 LEP_EXPORT int lep_broker_config_check(lep_broker_config_t *c);
-/* Setters for command-line flags (strings copied). */
+/* Setters for command-line flags (strings copied).  add_listen checks the
+ * URL (LEP_ERR_INVALID, c->error says why); its first call after init or
+ * a file's "listen" replaces the list, later calls add to it.  set_str
+ * sets any string field of c (value NULL: unset); 0 or LEP_ERR_NOMEM. */
 LEP_EXPORT int lep_broker_config_add_listen(lep_broker_config_t *c, const char *url);
 LEP_EXPORT int lep_broker_config_set_str(char **field, const char *value);
+/* A byte size as the file writes it, for flags too: digits with an
+ * optional unit, "B", "K"/"KiB", "M"/"MiB", "G"/"GiB", "T"/"TiB" (powers
+ * of 1024) or "kB", "MB", "GB", "TB" (powers of 1000), case-insensitive,
+ * blanks allowed before the unit.  0 or LEP_ERR_INVALID (syntax,
+ * overflow). */
+LEP_EXPORT int lep_broker_parse_size(const char *s, uint64_t *out);
 
 /* What rule set grants user on address: the LEP_ACL_* bits allowed.
  * No rules at all: LEP_ACL_ALL for everyone. */
