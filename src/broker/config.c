@@ -1311,8 +1311,9 @@ check_addresses(lep_broker_config_t *c)
             return fail(c, LEP_ERR_INVALID, "queues[%zu]: the name is empty", i);
         snprintf(what, sizeof what, "queues[%zu] \"%s\"", i, name);
         if (starts_with(name, c->topic_prefix))
-            return fail(c, LEP_ERR_INVALID, "%s: a queue's name must not start with topic_prefix \"%s\"",
-                        what, c->topic_prefix);
+            return fail(c, LEP_ERR_INVALID,
+                        "%s: a queue's name must not start with topic_prefix \"%s\"", what,
+                        c->topic_prefix);
         if (name[0] == '$')
             return fail(c, LEP_ERR_INVALID, "%s: names starting with '$' are reserved", what);
         for (size_t k = 0; k < i; k++)
@@ -1385,8 +1386,9 @@ check_listeners(lep_broker_config_t *c, size_t *n_amqps)
             lep_url_t o;
             if (lep_url_parse(c->listen[k], &o) == 0 && o.port == u.port && u.port != 0 &&
                 strcmp(o.host, u.host) == 0)
-                rc = fail(c, LEP_ERR_INVALID, "listen[%zu] \"%s\" and listen[%zu] \"%s\" are the same address",
-                          k, c->listen[k], i, url);
+                rc = fail(c, LEP_ERR_INVALID,
+                          "listen[%zu] \"%s\" and listen[%zu] \"%s\" are the same address", k,
+                          c->listen[k], i, url);
             lep_url_fini(&o);
         }
         lep_url_fini(&u);

@@ -48,6 +48,7 @@ struct lepi_metrics_http {
     int wake[2];
     uint16_t port;
     pthread_t thread;
+    int64_t accept_after; /* out of descriptors: accepting again from then on */
     lepi_metrics_render_fn render;
     void *ctx;
     client_t clients[LEPI_METRICS_MAX_CLIENTS];
@@ -283,8 +284,12 @@ accept_clients(lepi_metrics_http_t *m)
         if (cl->state != C_FREE)
             continue;
         int fd = accept4(m->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN, or a connection that died in the backlog */
+        if (fd < 0) {
+            /* The connection stays in the backlog: pause rather than spin. */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                m->accept_after = now_ms() + 100;
+            return; /* else EAGAIN, or a connection that died in the backlog */
+        }
         cl->fd = fd;
         cl->state = C_READ;
         cl->rlen = 0;
@@ -320,8 +325,10 @@ serve(void *arg)
                                        .events = cl->state == C_WRITE ? POLLOUT : POLLIN};
         }
         nfds_t lidx = n;
-        if (busy < LEPI_METRICS_MAX_CLIENTS)
+        if (busy < LEPI_METRICS_MAX_CLIENTS && now >= m->accept_after)
             pfd[n++] = (struct pollfd){.fd = m->lfd, .events = POLLIN};
+        else if (busy < LEPI_METRICS_MAX_CLIENTS && (next < 0 || m->accept_after < next))
+            next = m->accept_after;
         int timeout = next < 0 ? -1 : (int)(next - now);
         int r = poll(pfd, n, timeout);
         if (r < 0 && errno != EINTR)

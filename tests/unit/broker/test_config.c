@@ -393,7 +393,8 @@ test_errors(void **state)
         {"{\"listen\": 5672}", LEP_ERR_INVALID,
          "t.json:1:12: \"listen\" must be a URL or a list of URLs, not a number"},
         {"{\"listen\": [\"http://h:1\"]}", LEP_ERR_INVALID,
-         "t.json:1:13: \"listen\": \"http://h:1\": unsupported scheme \"http\" (expected amqp or amqps)"},
+         "t.json:1:13: \"listen\": \"http://h:1\": unsupported scheme \"http\" (expected amqp "
+         "or amqps)"},
         {"{\"listen\": [\"amqp://h:99999\"]}", LEP_ERR_INVALID,
          "t.json:1:13: \"listen\": \"amqp://h:99999\": port 99999 out of range (0-65535)"},
         {"{\"listen\": [\"amqp://u:p@h:1\"]}", LEP_ERR_INVALID,
@@ -702,8 +703,8 @@ test_check(void **state)
     assert_int_equal(lep_broker_config_init(&c), 0);
     assert_int_equal(lep_broker_config_set_str(&c.metrics_listen, "9100"), 0);
     assert_int_equal(lep_broker_config_check(&c), LEP_ERR_INVALID);
-    assert_string_equal(c.error,
-                        "metrics_listen \"9100\": bad address (host:port, e.g. \"127.0.0.1:9100\")");
+    assert_string_equal(
+        c.error, "metrics_listen \"9100\": bad address (host:port, e.g. \"127.0.0.1:9100\")");
     lep_broker_config_fini(&c);
 
     /* TLS: the files are loaded as the listeners would */
@@ -941,7 +942,8 @@ test_acl(void **state)
         {.user = "*", .address = "a*", .deny = LEP_ACL_MANAGE},
         {.user = "*", .address = "*", .allow = LEP_ACL_ALL},
     };
-    assert_int_equal(lep_acl_check(two, 2, "u", "ab"), LEP_ACL_SEND | LEP_ACL_RECEIVE | LEP_ACL_CREATE);
+    assert_int_equal(lep_acl_check(two, 2, "u", "ab"),
+                     LEP_ACL_SEND | LEP_ACL_RECEIVE | LEP_ACL_CREATE);
     assert_int_equal(lep_acl_check(two, 2, "u", "b"), LEP_ACL_ALL);
     /* a NULL pattern (code-built rule) matches nothing; bits beyond ALL are ignored */
     lep_acl_rule_t odd[] = {

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -495,6 +496,48 @@ test_start_stop(void **state)
     }
 }
 
+/* Out of descriptors: the connection waits in the backlog, the server
+ * pauses instead of spinning on a listener that stays readable, and
+ * serves it once descriptors are back. */
+static void
+test_out_of_fds(void **state)
+{
+    (void)state;
+    render_ctx_t rc = {0};
+    lepi_metrics_http_t *m = start(&rc);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int lowest = dup(0);
+    assert_true(lowest >= 0);
+    close(lowest);
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(lepi_metrics_http_port(m))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int e = connect(fd, (struct sockaddr *)&a, sizeof a);
+    send(fd, "GET /metrics HTTP/1.1\r\n\r\n", 25, MSG_NOSIGNAL);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    sleep_ms(500);
+    getrusage(RUSAGE_SELF, &r1);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(e, 0);
+    long cpu_us = (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) * 1000000L +
+                  (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) +
+                  (r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1000000L +
+                  (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec);
+    if (cpu_us > 150000)
+        fail_msg("%ld us of CPU in 500 ms without descriptors", cpu_us);
+    ssize_t n = read_all(fd, rawbuf, sizeof rawbuf, 3000, NULL);
+    close(fd);
+    assert_true(n > 0);
+    assert_memory_equal(rawbuf, "HTTP/1.1 200 OK\r\n", 17);
+    lepi_metrics_http_stop(m);
+}
+
 /* Several scrapers at once, from several threads (no cmocka asserts
  * off the main thread). */
 static uint16_t conc_port;
@@ -567,7 +610,9 @@ test_prom_text(void **state)
     assert_int_equal(lepi_prom_sample(&b, "x", NULL, INFINITY), 0);
     assert_int_equal(lepi_prom_sample(&b, "x", NULL, -INFINITY), 0);
     assert_int_equal(lepi_prom_sample(&b, "x", NULL, 1.0 / 3), 0);
-    assert_int_equal(lepi_prom_sample(&b, "x", (const char *[]){"_l1", "\xc3\xa9", NULL}, 9007199254740993.0), 0);
+    assert_int_equal(lepi_prom_sample(&b, "x", (const char *[]){"_l1", "\xc3\xa9", NULL},
+                                      9007199254740993.0),
+                     0);
     assert_int_equal(lep_buf_append(&b, "", 1), 0);
     assert_string_equal((char *)b.data,
                         "# HELP lepton_queue_depth Messages on a queue\\\\now\n"
@@ -617,7 +662,9 @@ test_prom_text(void **state)
                                           (const char *[]){"queue", "q", NULL}, 1),
                      LEP_ERR_OVERFLOW);
     assert_int_equal(b.len, keep);
-    assert_int_equal(lepi_prom_sample(&b, "x", (const char *[]){"queue", "a much longer label value", NULL}, 1.25),
+    assert_int_equal(lepi_prom_sample(&b, "x",
+                                      (const char *[]){"queue", "a much longer label value", NULL},
+                                      1.25),
                      LEP_ERR_OVERFLOW);
     assert_int_equal(b.len, keep);
     assert_int_equal(lepi_prom_metric(&b, "m", "a help text much too long to fit", LEPI_PROM_GAUGE),
@@ -645,7 +692,8 @@ test_prom_parser(void **state)
                      0);
     assert_int_equal(lepi_prom_metric(&b, "lepton_ratio", NULL, LEPI_PROM_GAUGE), 0);
     assert_int_equal(lepi_prom_sample(&b, "lepton_ratio", NULL, 0.1), 0);
-    assert_int_equal(lepi_prom_sample(&b, "lepton_ratio", (const char *[]){"k", "+Inf", NULL}, INFINITY), 0);
+    assert_int_equal(
+        lepi_prom_sample(&b, "lepton_ratio", (const char *[]){"k", "+Inf", NULL}, INFINITY), 0);
     static const char script[] =
         "import sys, math\n"
         "from prometheus_client.parser import text_string_to_metric_families as parse\n"
@@ -681,7 +729,8 @@ main(void)
         cmocka_unit_test(test_parse_listen), cmocka_unit_test(test_answers),
         cmocka_unit_test(test_request_size), cmocka_unit_test(test_slow_clients),
         cmocka_unit_test(test_big_answer),   cmocka_unit_test(test_extra_input),
-        cmocka_unit_test(test_start_stop),   cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_start_stop),   cmocka_unit_test(test_out_of_fds),
+        cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_prom_text),    cmocka_unit_test(test_prom_parser),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
