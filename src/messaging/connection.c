@@ -574,7 +574,7 @@ io_disconnected(lep_connection_t *c, lep_io_conn_t *ic, int os_error, const char
     c->transport_failed = false;
     void **ctxs = NULL;
     size_t n = 0, cap = 0;
-    lepi_links_transport_gone(c, &ctxs, &n, &cap);
+    lepi_links_transport_gone(c, !c->reconnecting, &ctxs, &n, &cap);
     c->engine = NULL;
     c->session = NULL;
     const lepi_hslot_t *s = LEPI_PICK(c, NULL, on_disconnected);

@@ -969,7 +969,7 @@ push_ctx(void ***v, size_t *n, size_t *cap, void *p)
 }
 
 void
-lepi_links_transport_gone(lep_connection_t *c, void ***ctxs, size_t *n, size_t *cap)
+lepi_links_transport_gone(lep_connection_t *c, bool final, void ***ctxs, size_t *n, size_t *cap)
 {
     lepi_mlink_t *next;
     for (lepi_mlink_t *m = c->links; m; m = next) {
@@ -981,8 +981,9 @@ lepi_links_transport_gone(lep_connection_t *c, void ***ctxs, size_t *n, size_t *
             lep_link_set_context(m->link, NULL);
         m->link = NULL;
         /* Links the peer opened, and links the application closed, do not
-         * come back with a new transport. */
-        if (m->incoming || m->app_closed || m->gone)
+         * come back with a new transport.  At the end of the connection
+         * they live on until its final event (lepi_links_free_all). */
+        if (!final && (m->incoming || m->app_closed || m->gone))
             mlink_free(m);
     }
 }

@@ -166,8 +166,10 @@ void lepi_links_attach_all(lep_connection_t *c);
 /* Engine events for links and deliveries. */
 void lepi_links_event(lep_connection_t *c, const lep_event_t *ev);
 /* The transport is gone: engine links are dropped, links closed for good
- * are freed; ctxs gets the contexts of unsettled sent deliveries. */
-void lepi_links_transport_gone(lep_connection_t *c, void ***ctxs, size_t *n, size_t *cap);
+ * are freed (unless final: the connection's final event still names
+ * them); ctxs gets the contexts of unsettled sent deliveries. */
+void lepi_links_transport_gone(lep_connection_t *c, bool final, void ***ctxs, size_t *n,
+                               size_t *cap);
 void lepi_links_free_all(lep_connection_t *c);
 /* A session ended: its links are over. */
 void lepi_links_session_end(lep_connection_t *c, lep_session_t *s, const lep_condition_t *cond);
