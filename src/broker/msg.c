@@ -1,0 +1,111 @@
+/* Broker messages: the bytes as received, shared by the queues holding
+ * them, with the few fields routing needs decoded once. */
+#include "broker/broker_internal.h"
+
+#include <string.h>
+#include <time.h>
+
+int64_t
+lepi_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Bytes of the header section when the message starts with one. */
+static size_t
+header_length(const uint8_t *p, size_t len)
+{
+    lep_reader_t r;
+    lep_atom_t a;
+    uint64_t code;
+    lep_bytes_t name;
+    lep_reader_init(&r, p, len);
+    if (lep_reader_peek(&r, &a) != 0 || a.type != LEP_TYPE_DESCRIBED)
+        return 0;
+    lep_reader_t d;
+    lep_reader_init(&d, p, len);
+    if (lep_read_descriptor(&d, &code, &name) != 0 || code != LEP_DESC_HEADER)
+        return 0;
+    return a.raw.len;
+}
+
+int
+lepi_bmsg_new(bmsg_t **out, const void *data, size_t len, const lep_message_t *m,
+              lep_message_t *scratch, int64_t now_ms)
+{
+    *out = NULL;
+    if (!m) {
+        int rc = lep_message_decode(scratch, data, len);
+        if (rc)
+            return rc;
+        m = scratch;
+    }
+    bmsg_t *msg = lep_malloc(sizeof *msg + len);
+    if (!msg)
+        return LEP_ERR_NOMEM;
+    atomic_init(&msg->refs, 1);
+    msg->id = 0;
+    msg->stored = false;
+    msg->durable = lep_message_durable(m);
+    uint8_t prio = lep_message_priority(m);
+    msg->priority = prio < LEPI_PRIORITIES ? prio : LEPI_PRIORITIES - 1;
+    msg->expires = 0;
+    if (lep_message_has(m, LEP_MSG_ABSOLUTE_EXPIRY_TIME) && lep_message_absolute_expiry_time(m))
+        msg->expires = lep_message_absolute_expiry_time(m);
+    if (lep_message_has(m, LEP_MSG_TTL) && lep_message_ttl(m)) {
+        int64_t t = now_ms + lep_message_ttl(m);
+        if (!msg->expires || t < msg->expires)
+            msg->expires = t;
+    }
+    msg->len = len;
+    memcpy(msg->data, data, len);
+    msg->header_len = header_length(msg->data, len);
+    *out = msg;
+    return 0;
+}
+
+void
+lepi_bmsg_ref(bmsg_t *m)
+{
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+}
+
+void
+lepi_bmsg_unref(bmsg_t *m)
+{
+    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+        lep_free(m);
+}
+
+lep_bytes_t
+lepi_bmsg_bytes(const bmsg_t *m, uint32_t delivery_count, lep_message_t *scratch,
+                lep_buf_t *out)
+{
+    if (delivery_count == 0)
+        return LEP_BYTES(m->data, m->len);
+    /* A redelivery says so in its header (3.2.1): the count of earlier
+     * attempts, and not the first acquirer any more. */
+    out->len = 0;
+    if (lep_message_decode(scratch, m->data, m->len) != 0)
+        return LEP_BYTES(m->data, m->len);
+    lep_message_set_delivery_count(scratch, lep_message_delivery_count(scratch) + delivery_count);
+    lep_message_set_first_acquirer(scratch, false);
+    if (lep_message_encode(scratch, out) != 0)
+        return LEP_BYTES(m->data, m->len);
+    return LEP_BYTES(out->data, out->len);
+}
+
+bmsg_t *
+lepi_bmsg_clone(const bmsg_t *m)
+{
+    bmsg_t *c = lep_malloc(sizeof *c + m->len);
+    if (!c)
+        return NULL;
+    memcpy(c, m, sizeof *c + m->len);
+    atomic_init(&c->refs, 1);
+    c->id = 0;
+    c->stored = false;
+    return c;
+}

@@ -1,0 +1,463 @@
+/* Queues: priority lanes of entries, competing consumers served
+ * round-robin as their credit allows, browsers, limits, dead-lettering. */
+#include "broker/broker_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* Entry lists                                                          */
+
+
+void
+lepi_blist_push_back(blist_t *l, bentry_t *e)
+{
+    e->next = NULL;
+    e->prev = l->tail;
+    if (l->tail)
+        l->tail->next = e;
+    else
+        l->head = e;
+    l->tail = e;
+    l->n++;
+}
+
+void
+lepi_blist_push_front(blist_t *l, bentry_t *e)
+{
+    e->prev = NULL;
+    e->next = l->head;
+    if (l->head)
+        l->head->prev = e;
+    else
+        l->tail = e;
+    l->head = e;
+    l->n++;
+}
+
+void
+lepi_blist_remove(blist_t *l, bentry_t *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        l->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        l->tail = e->prev;
+    e->prev = e->next = NULL;
+    l->n--;
+}
+
+bentry_t *
+lepi_blist_pop(blist_t *l)
+{
+    bentry_t *e = l->head;
+    if (e)
+        lepi_blist_remove(l, e);
+    return e;
+}
+
+/* ------------------------------------------------------------------ */
+/* Life cycle                                                           */
+
+static int
+copy_policy(lep_queue_policy_t *dst, const lep_queue_policy_t *src)
+{
+    *dst = *src;
+    dst->dead_letter_address = NULL;
+    if (src->dead_letter_address && !(dst->dead_letter_address = lepi_strdup(src->dead_letter_address)))
+        return LEP_ERR_NOMEM;
+    return 0;
+}
+
+
+int
+lepi_queue_new(broker_t *b, const char *name, bqueue_kind_t kind,
+               const lep_queue_policy_t *policy, bqueue_t **out)
+{
+    bqueue_t *q = lep_calloc(1, sizeof *q);
+    if (!q)
+        return LEP_ERR_NOMEM;
+    q->b = b;
+    q->kind = kind;
+    atomic_init(&q->refs, 1);
+    if (!(q->name = lepi_strdup(name)) || copy_policy(&q->policy, policy) != 0) {
+        lep_free(q->name);
+        lep_free(q);
+        return LEP_ERR_NOMEM;
+    }
+    pthread_mutex_init(&q->lock, NULL);
+    *out = q;
+    return 0;
+}
+
+void
+lepi_queue_ref(bqueue_t *q)
+{
+    atomic_fetch_add(&q->refs, 1);
+}
+
+static void
+entry_free(bentry_t *e)
+{
+    lepi_bmsg_unref(e->msg);
+    lep_free(e);
+}
+
+void
+lepi_queue_unref(bqueue_t *q)
+{
+    if (!q || atomic_fetch_sub(&q->refs, 1) != 1)
+        return;
+    for (int i = 0; i < LEPI_PRIORITIES; i++) {
+        bentry_t *e;
+        while ((e = lepi_blist_pop(&q->lanes[i])))
+            entry_free(e);
+    }
+    pthread_mutex_destroy(&q->lock);
+    lep_free(q->consumers);
+    lep_free(q->policy.dead_letter_address);
+    lep_free(q->pattern);
+    lep_free(q->name);
+    lep_free(q);
+}
+
+/* ------------------------------------------------------------------ */
+/* Room and producers                                                   */
+
+
+size_t
+lepi_queue_room_locked(bqueue_t *q)
+{
+    size_t r = SIZE_MAX;
+    if (q->policy.max_depth)
+        r = q->depth < q->policy.max_depth ? (size_t)(q->policy.max_depth - q->depth) : 0;
+    if (q->policy.max_bytes && q->bytes >= q->policy.max_bytes)
+        r = 0;
+    return r;
+}
+
+size_t
+lepi_queue_room(bqueue_t *q)
+{
+    pthread_mutex_lock(&q->lock);
+    size_t r = lepi_queue_room_locked(q);
+    pthread_mutex_unlock(&q->lock);
+    return r;
+}
+
+/* Under lock: producers blocked on a full queue get their turn again. */
+static void
+unblock_locked(bqueue_t *q)
+{
+    if (!q->blocked || lepi_queue_room_locked(q) == 0)
+        return;
+    /* Wait for some room (a tenth of the limit) before waking everyone:
+     * a queue at its limit would otherwise wake producers per message. */
+    if (q->policy.max_depth && lepi_queue_room_locked(q) < (q->policy.max_depth + 9) / 10)
+        return;
+    while (q->blocked) {
+        bproducer_t *p = q->blocked;
+        q->blocked = p->blnext;
+        p->blnext = NULL;
+        p->blocked = false;
+        bconn_t *bc = p->bc;
+        pthread_mutex_lock(&bc->lock);
+        if (!p->in_wake) {
+            p->in_wake = true;
+            p->wnext = bc->unblock;
+            bc->unblock = p;
+        }
+        pthread_mutex_unlock(&bc->lock);
+        lepi_bconn_wake(bc);
+    }
+}
+
+/* An entry leaves the queue for good (acked, dead-lettered, dropped). */
+static void
+entry_gone(bqueue_t *q, bentry_t *e, uint64_t *counter)
+{
+    pthread_mutex_lock(&q->lock);
+    q->depth--;
+    q->bytes -= e->msg->len;
+    if (counter)
+        (*counter)++;
+    unblock_locked(q);
+    pthread_mutex_unlock(&q->lock);
+    if (e->durable && q->b->store)
+        lepi_store_ack(q->b->store, q->id, e->msg->id, NULL, NULL);
+    entry_free(e);
+}
+
+void
+lepi_queue_ack(bqueue_t *q, bentry_t *e)
+{
+    entry_gone(q, e, &q->acked);
+}
+
+/* ------------------------------------------------------------------ */
+/* Dead letters                                                         */
+
+void
+lepi_queue_dead_letter(bqueue_t *q, bentry_t *e, const char *reason)
+{
+    broker_t *b = q->b;
+    const char *dla = q->policy.dead_letter_address ? q->policy.dead_letter_address
+                                                    : b->cfg.dead_letter_address;
+    /* A dead letter is a copy that does not expire again (it would only
+     * be dropped from the dead-letter queue). */
+    bmsg_t *msg = lepi_bmsg_clone(e->msg);
+    if (msg)
+        msg->expires = 0;
+    lepi_log(b, LEPI_LOG_DEBUG, "queue %s: message %s, to %s", q->name, reason,
+             dla && *dla ? dla : "(dropped)");
+    entry_gone(q, e, &q->dead_lettered);
+    if (msg && dla && *dla && strcmp(dla, q->name) != 0) {
+        int err;
+        bqueue_t *dlq = lepi_address_queue(b, dla, true, &err);
+        if (dlq) {
+            bool stored = false;
+            if (msg->durable && dlq->id && b->store) {
+                msg->id = atomic_fetch_add(&b->next_msg_id, 1);
+                stored = lepi_store_enqueue(b->store, msg->id, msg->data, msg->len, &dlq->id, 1,
+                                            NULL, NULL) == 0;
+            }
+            lepi_queue_put(dlq, msg, stored);
+            lepi_queue_unref(dlq);
+        }
+    }
+    lepi_bmsg_unref(msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Putting and dispatching                                              */
+
+static bentry_t *
+pop_highest(bqueue_t *q)
+{
+    for (int i = LEPI_PRIORITIES - 1; i >= 0; i--)
+        if (q->lanes[i].head)
+            return lepi_blist_pop(&q->lanes[i]);
+    return NULL;
+}
+
+static bool
+has_messages(const bqueue_t *q)
+{
+    for (int i = 0; i < LEPI_PRIORITIES; i++)
+        if (q->lanes[i].head)
+            return true;
+    return false;
+}
+
+static bconsumer_t *
+next_consumer(bqueue_t *q)
+{
+    for (size_t k = 0; k < q->nconsumers; k++) {
+        size_t i = (q->rr + k) % q->nconsumers;
+        if (q->consumers[i]->credit > 0) {
+            q->rr = i + 1;
+            return q->consumers[i];
+        }
+    }
+    return NULL;
+}
+
+/* Under q->lock: c has work in its outbox. */
+static void
+wake_consumer_locked(bconsumer_t *c)
+{
+    bconn_t *bc = c->bc;
+    pthread_mutex_lock(&bc->lock);
+    if (!c->in_wake) {
+        c->in_wake = true;
+        c->wnext = bc->wake;
+        bc->wake = c;
+    }
+    pthread_mutex_unlock(&bc->lock);
+    lepi_bconn_wake(bc);
+}
+
+/* Browsers see copies in arrival order, without taking anything. */
+static void
+feed_browsers_locked(bqueue_t *q)
+{
+    for (bconsumer_t *c = q->browsers; c; c = c->bnext) {
+        bool fed = false;
+        while (c->credit > 0) {
+            bentry_t *best = NULL;
+            for (int i = 0; i < LEPI_PRIORITIES; i++)
+                for (bentry_t *e = q->lanes[i].head; e; e = e->next)
+                    if (e->seq >= c->browse_seq && (!best || e->seq < best->seq)) {
+                        best = e;
+                        break; /* lanes are in arrival order but for requeued heads */
+                    }
+            if (!best)
+                break;
+            bentry_t *copy = lep_calloc(1, sizeof *copy);
+            if (!copy)
+                break;
+            copy->msg = best->msg;
+            lepi_bmsg_ref(copy->msg);
+            copy->q = q;
+            copy->seq = best->seq;
+            copy->owner = c;
+            lepi_blist_push_back(&c->outbox, copy);
+            c->browse_seq = best->seq + 1;
+            c->credit--;
+            fed = true;
+        }
+        if (fed)
+            wake_consumer_locked(c);
+    }
+}
+
+/* Under lock.  Expired entries found on the way go to dead. */
+static void
+dispatch_locked(bqueue_t *q, blist_t *dead, int64_t now)
+{
+    if (q->browsers)
+        feed_browsers_locked(q);
+    while (q->nconsumers && has_messages(q)) {
+        bconsumer_t *c = next_consumer(q);
+        if (!c)
+            break;
+        bentry_t *e = pop_highest(q);
+        if (e->msg->expires && e->msg->expires <= now) {
+            lepi_blist_push_back(dead, e);
+            continue;
+        }
+        e->owner = c;
+        lepi_blist_push_back(&c->outbox, e);
+        c->credit--;
+        q->delivered++;
+        if (c->outbox.n == 1)
+            wake_consumer_locked(c);
+    }
+}
+
+static void
+expire_all(bqueue_t *q, blist_t *dead)
+{
+    bentry_t *e;
+    while ((e = lepi_blist_pop(dead))) {
+        e->q = q;
+        q->expired++;
+        lepi_queue_dead_letter(q, e, "expired");
+    }
+}
+
+/* Dispatch and deal with what expired (not locked on entry). */
+void
+lepi_queue_dispatch(bqueue_t *q)
+{
+    blist_t dead = {0};
+    pthread_mutex_lock(&q->lock);
+    dispatch_locked(q, &dead, lepi_now_ms());
+    pthread_mutex_unlock(&q->lock);
+    expire_all(q, &dead);
+}
+
+void
+lepi_queue_dispatch_locked(bqueue_t *q)
+{
+    blist_t dead = {0};
+    dispatch_locked(q, &dead, 0); /* no expiry check: the caller holds the lock */
+}
+
+int
+lepi_queue_put(bqueue_t *q, bmsg_t *msg, bool stored)
+{
+    bentry_t *e = lep_malloc(sizeof *e);
+    if (!e)
+        return LEP_ERR_NOMEM;
+    memset(e, 0, sizeof *e);
+    e->msg = msg;
+    e->q = q;
+    e->durable = stored;
+    bentry_t *dropped = NULL;
+    blist_t dead = {0};
+    pthread_mutex_lock(&q->lock);
+    if (q->deleted) {
+        pthread_mutex_unlock(&q->lock);
+        lep_free(e);
+        return LEP_ERR_NOT_FOUND;
+    }
+    if (lepi_queue_room_locked(q) == 0) {
+        if (q->policy.overflow == LEP_OVERFLOW_REJECT) {
+            q->rejected_full++;
+            pthread_mutex_unlock(&q->lock);
+            lep_free(e);
+            return LEP_ERR_LIMIT;
+        }
+        if (q->policy.overflow == LEP_OVERFLOW_DROP_HEAD) {
+            /* the oldest of the lowest priority makes room */
+            for (int i = 0; i < LEPI_PRIORITIES && !dropped; i++)
+                if (q->lanes[i].head)
+                    dropped = lepi_blist_pop(&q->lanes[i]);
+        }
+        /* LEP_OVERFLOW_BLOCK: the producers' credit is what bounds it; a
+         * message already on its way is taken. */
+    }
+    lepi_bmsg_ref(msg);
+    e->seq = q->next_seq++;
+    lepi_blist_push_back(&q->lanes[msg->priority], e);
+    q->depth++;
+    q->bytes += msg->len;
+    q->enqueued++;
+    dispatch_locked(q, &dead, msg->expires ? lepi_now_ms() : 0);
+    pthread_mutex_unlock(&q->lock);
+    if (dropped)
+        lepi_queue_dead_letter(q, dropped, "dropped (queue full)");
+    expire_all(q, &dead);
+    return 0;
+}
+
+size_t
+lepi_queue_purge(bqueue_t *q)
+{
+    blist_t all = {0};
+    pthread_mutex_lock(&q->lock);
+    for (int i = 0; i < LEPI_PRIORITIES; i++) {
+        bentry_t *e;
+        while ((e = lepi_blist_pop(&q->lanes[i])))
+            lepi_blist_push_back(&all, e);
+    }
+    pthread_mutex_unlock(&q->lock);
+    size_t n = all.n;
+    bentry_t *e;
+    while ((e = lepi_blist_pop(&all)))
+        entry_gone(q, e, NULL);
+    return n;
+}
+
+/* Puts entries back at the front of their lanes (a consumer gave them
+ * back), in the order given.  Under lock. */
+void
+lepi_queue_requeue_locked(bqueue_t *q, bentry_t *e)
+{
+    e->owner = NULL;
+    lepi_blist_push_front(&q->lanes[e->msg->priority], e);
+}
+
+/* Takes expired messages off the lanes (a timer calls it: messages nobody
+ * consumes expire too). */
+void
+lepi_queue_expire(bqueue_t *q, int64_t now)
+{
+    blist_t dead = {0};
+    pthread_mutex_lock(&q->lock);
+    for (int i = 0; i < LEPI_PRIORITIES; i++)
+        for (bentry_t *e = q->lanes[i].head, *next; e; e = next) {
+            next = e->next;
+            if (e->msg->expires && e->msg->expires <= now) {
+                lepi_blist_remove(&q->lanes[i], e);
+                lepi_blist_push_back(&dead, e);
+            }
+        }
+    pthread_mutex_unlock(&q->lock);
+    expire_all(q, &dead);
+}
