@@ -38,13 +38,14 @@ build-asan: setup $(ASAN_BUILD)/CMakeCache.txt
 build-fuzz: setup $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 
-# Until the broker exists the main job is the request-response server on
-# its default address, answering until Ctrl-C (lepton-client talks to it).
-RUN_URL ?= amqp://127.0.0.1:5672/requests
+# The main job: the broker on its defaults (amqp://127.0.0.1:5672, data in
+# ./lepton-data), until Ctrl-C.
 run: build
-	@echo "lepton-server: answering requests on $(RUN_URL) (Ctrl-C stops it)"
-	@echo "  try: $(BUILD)/lepton-client $(RUN_URL) -m hello -m world"
-	@exec $(BUILD)/lepton-server --listen $(RUN_URL)
+	@echo "lepton-broker on amqp://127.0.0.1:5672 (data in ./lepton-data); Ctrl-C stops it.  Try:"
+	@echo "  $(BUILD)/lepton-send -c 10 amqp://127.0.0.1:5672/queue.orders"
+	@echo "  $(BUILD)/lepton-recv -c 10 --print amqp://127.0.0.1:5672/queue.orders"
+	@echo "  $(BUILD)/lepton-recv -c 0 --print 'amqp://127.0.0.1:5672/topic.news.#'   # then send to topic.news.x"
+	@exec $(BUILD)/lepton-broker
 
 test: build build-asan build-fuzz
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
