@@ -245,6 +245,7 @@ struct lepi_store {
         bool active, paused;
         uint32_t src;
         uint64_t pos;
+        uint64_t credit; /* bytes appended since the last step */
         lep_buf_t buf; /* ENQ records made for relocated units */
     } cmp;
 };

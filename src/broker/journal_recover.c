@@ -618,6 +618,7 @@ jr_recover(lepi_store_t *s, const lepi_store_recovery_t *r, lepi_store_info_t *i
         st->stale = false;
         if ((rc = jr_compact_start(s, st->num)))
             break;
+        info->compactions_finished++;
         while (s->cmp.active && !s->werr) {
             if (!jr_compact_step(s) || s->cmp.paused) {
                 if (s->cmp.paused)

@@ -15,10 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Bytes of a source segment scanned per compaction step, so appends wait
- * at most about this long for the writer. */
-#define STEP_BYTES ((uint64_t)1 << 20)
-
 void
 jr_seg_path(const lepi_store_t *s, uint32_t num, char *buf, size_t len)
 {
@@ -431,7 +427,10 @@ pick(lepi_store_t *s)
     jr_seg_t *best = NULL;
     double best_ratio = 2;
 
-    for (size_t i = 0; i + 1 < s->x.nsegs; i++) {
+    /* Not the head, nor the segment sealed last: what is still live there
+     * is usually about to be acked (a queue's consumers lag a little);
+     * waiting one segment saves copying it. */
+    for (size_t i = 0; i + 2 < s->x.nsegs; i++) {
         jr_seg_t *g = &s->x.segs[i];
         if (!g->live || g->size <= JR_HDR)
             continue; /* deleted, not copied */
@@ -541,7 +540,13 @@ jr_compact_step(lepi_store_t *s)
             return false;
     }
     jr_seg_t *src = jr_seg_find(&s->x, s->cmp.src);
-    uint64_t end = s->cmp.pos + STEP_BYTES;
+    /* at least compact_step, and twice what was appended meanwhile, so
+     * that compaction keeps up with the garbage appends make */
+    uint64_t budget = s->o.compact_step;
+    if (s->cmp.credit * 2 > budget)
+        budget = s->cmp.credit * 2;
+    s->cmp.credit = 0;
+    uint64_t end = s->cmp.pos + budget;
     int rc = 0;
 
     while (src->live && s->cmp.pos < src->maplen && s->cmp.pos < end) {

@@ -31,6 +31,7 @@ lepi_store_opts_init(lepi_store_opts_t *o)
     o->fsync = true;
     o->compact_ratio = 0.5;
     o->max_batch = (size_t)8 << 20;
+    o->compact_step = (size_t)1 << 20;
 }
 
 int
@@ -137,9 +138,22 @@ publish(lepi_store_t *s, size_t done_units, bool batch)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Between batches: dead segments go, and a compaction step runs (after
+ * the sync, so that what it relies on is durable). */
+static void
+housekeeping(lepi_store_t *s)
+{
+    if (s->werr)
+        return;
+    size_t dead = jr_delete_dead(s);
+    bool stepped = jr_compact_step(s);
+    if (dead || stepped)
+        publish(s, 0, false);
+}
+
 /* Makes units [a, b) durable and runs their completions in order. */
 static void
-finish_group(lepi_store_t *s, size_t a, size_t b)
+finish_group(lepi_store_t *s, size_t a, size_t b, uint64_t bytes)
 {
     if (!s->werr)
         jr_commit(s);
@@ -151,6 +165,9 @@ finish_group(lepi_store_t *s, size_t a, size_t b)
             u->done(u->ctx, u->status);
     }
     publish(s, b - a, true);
+    s->cmp.credit += bytes;
+    s->cmp.paused = false;
+    housekeeping(s);
 }
 
 static void
@@ -175,13 +192,13 @@ write_backlog(lepi_store_t *s, jr_chunk_t *c)
         u->status = rc;
         group += u->len;
         if (group >= s->o.max_batch) {
-            finish_group(s, first, i + 1);
+            finish_group(s, first, i + 1, group);
             first = i + 1;
             group = 0;
         }
     }
     if (first < s->wunits.n)
-        finish_group(s, first, s->wunits.n);
+        finish_group(s, first, s->wunits.n, group);
 }
 
 static void *
@@ -219,7 +236,8 @@ writer_main(void *arg)
         if (s->wunits.n) {
             write_backlog(s, chunks);
             s->wunits.n = 0;
-            s->cmp.paused = false;
+        } else {
+            housekeeping(s); /* idle */
         }
         if (chunks) {
             jr_chunk_t *spill = NULL;
@@ -238,13 +256,6 @@ writer_main(void *arg)
             }
             pthread_mutex_unlock(&s->mu);
             free_chunks(spill);
-        }
-        /* housekeeping between batches, a bounded step at a time */
-        if (!s->werr) {
-            size_t dead = jr_delete_dead(s);
-            bool stepped = jr_compact_step(s);
-            if (dead || stepped)
-                publish(s, 0, false);
         }
     }
     return NULL;
@@ -281,6 +292,8 @@ lepi_store_open(lepi_store_t **out, const lepi_store_opts_t *o, const lepi_store
         s->o.compact_ratio = 0.5;
     if (!s->o.max_batch)
         s->o.max_batch = (size_t)8 << 20;
+    if (!s->o.compact_step)
+        s->o.compact_step = (size_t)1 << 20;
     s->dirfd = s->lockfd = s->head_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);

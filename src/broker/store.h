@@ -34,8 +34,8 @@
  * being written) is deleted; a segment whose live bytes fall below
  * opts.compact_ratio of its size has its live records copied to the head
  * and is then deleted, so the journal stays within a small multiple of the
- * live data.  The writer does this between batches, about 1 MiB of a
- * segment at a time, so appends wait at most that long.
+ * live data.  The writer does this between batches, opts.compact_step
+ * bytes of a segment at a time, so appends wait at most that long.
  *
  * Threads.  Every function is thread-safe except open/close; completions
  * may call the append functions (not lepi_store_sync, not close).  Ids are
@@ -64,6 +64,10 @@ typedef struct lepi_store_opts {
     /* Upper bound on one batch (bytes); a larger backlog is written in
      * several, each with its own sync and completions.  0: 8 MiB. */
     size_t max_batch;
+    /* Bytes of a segment a compaction step reads before the writer looks
+     * for appends again (bounds what compaction adds to their latency).
+     * 0: 1 MiB. */
+    size_t compact_step;
     /* Test hooks, NULL in production: called instead of writev() on the
      * head segment and fdatasync(), on the writer thread; return -1 with
      * errno set to simulate a full or failing disk. */
@@ -95,6 +99,7 @@ typedef struct lepi_store_info {
     uint64_t queues, messages, enqueues; /* live after recovery */
     uint64_t truncated_bytes;          /* torn tail cut off */
     size_t segments;
+    size_t compactions_finished;       /* interrupted by a crash, finished by open */
 } lepi_store_info_t;
 
 /* Opens (creating if needed) and recovers the store; on success *out is
