@@ -310,7 +310,7 @@ on_receiver_open(void *ctx, lep_receiver_t *r)
         }
         lep_receiver_set_target_address(r, q->name);
         snprintf(addr, sizeof addr, "%s", q->name);
-        lepi_queue_unref(q); /* the table keeps it; it goes with the connection */
+        lepi_queue_unref(q); /* the table keeps it until the producer goes */
     }
     if (*addr) {
         baddr_kind_t kind = lepi_address_kind(b, addr);
@@ -339,6 +339,7 @@ on_receiver_open(void *ctx, lep_receiver_t *r)
         refuse_receiver(bc, r, (const char *)why.name.ptr, (const char *)why.description.ptr);
         return;
     }
+    p->owns_temp = tgt && tgt->dynamic;
     lepi_log(b, LEPI_LOG_DEBUG, "user %s: producer to %s", bc->user,
              *addr ? addr : "(anonymous relay)");
 }

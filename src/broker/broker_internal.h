@@ -186,6 +186,7 @@ struct bproducer {
     char *topic;               /* the topic name (after the prefix), for topic targets */
     bool relay;
     bool management;
+    bool owns_temp;            /* its queue is a dynamic node: deleted with it */
     /* under q->lock */
     bproducer_t *blnext;       /* q->blocked */
     bool blocked;

@@ -126,27 +126,43 @@ lepi_bconn_work(void *ctx)
     bconn_t *bc = ctx;
     pthread_mutex_lock(&bc->lock);
     bc->wake_queued = false;
-    bconsumer_t *wake = bc->wake;
-    bc->wake = NULL;
-    for (bconsumer_t *c = wake; c; c = c->wnext)
-        c->in_wake = false;
-    bproducer_t *unblock = bc->unblock;
-    bc->unblock = NULL;
-    for (bproducer_t *p = unblock; p; p = p->wnext)
-        p->in_wake = false;
     pending_accept_t *accepts = bc->accepts;
     bc->accepts = NULL;
     bool ended = bc->ended;
     pthread_mutex_unlock(&bc->lock);
-    if (!ended) {
-        for (bconsumer_t *c = wake, *next; c; c = next) {
-            next = c->wnext;
-            lepi_consumer_flush(c);
+    /* One consumer (producer) at a time off the shared lists: a queue on
+     * another thread may put it back on while it is being served, which
+     * must not disturb the walk.  What comes back after the walk was
+     * woken anew and gets a work item of its own. */
+    size_t budget = 0;
+    for (bconsumer_t *c = bc->consumers; c; c = c->cnext)
+        budget++;
+    for (size_t i = 0; i <= budget && !ended; i++) {
+        pthread_mutex_lock(&bc->lock);
+        bconsumer_t *c = bc->wake;
+        if (c) {
+            bc->wake = c->wnext;
+            c->in_wake = false;
         }
-        for (bproducer_t *p = unblock, *next; p; p = next) {
-            next = p->wnext;
-            lepi_producer_credit(p);
+        pthread_mutex_unlock(&bc->lock);
+        if (!c)
+            break;
+        lepi_consumer_flush(c);
+    }
+    budget = 0;
+    for (bproducer_t *p = bc->producers; p; p = p->pnext)
+        budget++;
+    for (size_t i = 0; i <= budget && !ended; i++) {
+        pthread_mutex_lock(&bc->lock);
+        bproducer_t *p = bc->unblock;
+        if (p) {
+            bc->unblock = p->wnext;
+            p->in_wake = false;
         }
+        pthread_mutex_unlock(&bc->lock);
+        if (!p)
+            break;
+        lepi_producer_credit(p);
     }
     /* in completion order, so accepts go out in the order messages came */
     pending_accept_t *rev = NULL;
@@ -157,6 +173,11 @@ lepi_bconn_work(void *ctx)
         rev = pa;
     }
     settle_accepts(bc, rev);
+    pthread_mutex_lock(&bc->lock);
+    bool more = !ended && !bc->ended && (bc->wake || bc->unblock || bc->accepts);
+    pthread_mutex_unlock(&bc->lock);
+    if (more)
+        lepi_bconn_wake(bc);
     lepi_bconn_unref(bc);
 }
 

@@ -239,6 +239,8 @@ lepi_producer_close(bproducer_t *p)
         }
     lepi_pending_forget(p);
     lep_receiver_set_context(p->rcv, NULL);
+    if (p->owns_temp && p->q)
+        lepi_address_remove(bc->b, p->q);
     lepi_queue_unref(p->q);
     lep_free(p->topic);
     lep_free(p);
