@@ -493,7 +493,7 @@ finish(lepi_store_t *s, jr_seg_t *g)
 /* Copies the unit of m (its live ENQs, then its MSG from the source's
  * mapping) to the head.  0, or NOMEM (retry later) or IO. */
 static int
-move_msg(lepi_store_t *s, jr_seg_t *src, jr_msg_t *m, const uint8_t *rec)
+move_msg(lepi_store_t *s, uint32_t srcnum, jr_msg_t *m, const uint8_t *rec)
 {
     size_t need = (size_t)m->nq * JR_ENQ;
     if (s->cmp.buf.cap - s->cmp.buf.len < need) {
@@ -522,7 +522,7 @@ move_msg(lepi_store_t *s, jr_seg_t *src, jr_msg_t *m, const uint8_t *rec)
     if ((rc = jr_emit(s, e, need)) || (rc = jr_emit(s, rec, m->size)))
         return rc;
     uint64_t bytes = need + m->size;
-    src->live -= bytes;
+    jr_seg_find(&s->x, srcnum)->live -= bytes; /* (a roll may have moved the table) */
     head_seg(s)->live += bytes;
     m->seg = seg;
     m->off = off + (uint32_t)need;
@@ -549,8 +549,11 @@ jr_compact_step(lepi_store_t *s)
     uint64_t end = s->cmp.pos + budget;
     int rc = 0;
 
+    /* src is looked up again after anything that may roll the head: the
+     * segment table may move */
     while (src->live && s->cmp.pos < src->maplen && s->cmp.pos < end) {
         const uint8_t *p = src->map + s->cmp.pos;
+        uint32_t srcnum = src->num;
         size_t total;
         const char *why;
         if (jr_parse(p, src->maplen - s->cmp.pos, &total, &why)) {
@@ -563,16 +566,16 @@ jr_compact_step(lepi_store_t *s)
         switch (p[8]) {
         case JR_MSG: {
             jr_msg_t *m = jr_table_find(&s->x.msgs, jr_get64(b));
-            if (m && m->seg == src->num && m->off == pos)
-                rc = move_msg(s, src, m, p);
+            if (m && m->seg == srcnum && m->off == pos)
+                rc = move_msg(s, srcnum, m, p);
             break;
         }
         case JR_QCREATE: {
             jr_queue_t *q = jr_table_find(&s->x.queues, jr_get64(b));
             uint32_t seg, off;
-            if (q && q->seg == src->num && q->off == pos &&
+            if (q && q->seg == srcnum && q->off == pos &&
                 !(rc = jr_place(s, total, &seg, &off)) && !(rc = jr_emit(s, p, total))) {
-                src->live -= total;
+                jr_seg_find(&s->x, srcnum)->live -= total;
                 head_seg(s)->live += total;
                 q->seg = seg;
                 q->off = off;
@@ -582,7 +585,7 @@ jr_compact_step(lepi_store_t *s)
         case JR_ACK_T:
         case JR_QDELETE: {
             uint32_t target = jr_get32(b + (p[8] == JR_ACK_T ? 16 : 8)), seg, off;
-            if (!target || target == src->num || !jr_seg_find(&s->x, target))
+            if (!target || target == srcnum || !jr_seg_find(&s->x, target))
                 break; /* cancels nothing still on disk */
             if ((rc = jr_place(s, total, &seg, &off)))
                 break;
@@ -593,7 +596,7 @@ jr_compact_step(lepi_store_t *s)
             }
             if ((rc = jr_emit(s, p, total)))
                 break;
-            jr_dep_sub(src, target, total);
+            jr_dep_sub(jr_seg_find(&s->x, srcnum), target, total);
             if (target != seg)
                 jr_dep_add(&s->x, h, target, total);
             break;
@@ -601,6 +604,7 @@ jr_compact_step(lepi_store_t *s)
         default:
             break;
         }
+        src = jr_seg_find(&s->x, srcnum);
         if (rc)
             break;
         s->cmp.pos += total;
