@@ -221,7 +221,10 @@ struct lepi_store {
     jr_chunk_t *pend_head, *pend_tail, *free_chunks;
     size_t nfree_chunks;
     jr_units_t pend;
-    uint64_t seq_appended, seq_done;
+    /* Appends are numbered 1, 2, ... in append order.  done: completions
+     * run; durable: synced (or written, with fsync off); want: a
+     * lepi_store_sync caller waits for this one to be durable. */
+    uint64_t seq_appended, seq_done, seq_durable, seq_want;
     int failed;             /* appends refused with this */
     char errmsg[256];       /* why */
     bool writer_waiting, closing, stopped;
@@ -232,6 +235,8 @@ struct lepi_store {
     bool thread_started;
     jr_index_t x;
     jr_units_t wunits;      /* the backlog being written */
+    uint64_t wseq;          /* number of the last unit written */
+    uint64_t wwant;         /* seq_want when the backlog was taken */
     int werr;               /* the writer's failure (LEP_ERR_IO), sticky */
     int head_fd;
     uint64_t head_size;     /* bytes in the head file */

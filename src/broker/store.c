@@ -116,7 +116,7 @@ store_free(lepi_store_t *s)
 /* ---- the writer thread ---- */
 
 static void
-publish(lepi_store_t *s, size_t done_units, bool batch)
+publish(lepi_store_t *s, size_t done_units, bool batch, uint64_t durable)
 {
     jr_index_t *x = &s->x;
     uint64_t disk = 0;
@@ -124,6 +124,8 @@ publish(lepi_store_t *s, size_t done_units, bool batch)
         disk += x->segs[i].size;
     pthread_mutex_lock(&s->mu);
     s->seq_done += done_units;
+    if (durable > s->seq_durable)
+        s->seq_durable = durable;
     if (batch)
         s->stats.batches++;
     s->stats.syncs = s->syncs;
@@ -138,8 +140,7 @@ publish(lepi_store_t *s, size_t done_units, bool batch)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Between batches: dead segments go, and a compaction step runs (after
- * the sync, so that what it relies on is durable). */
+/* Between batches: dead segments go, and a compaction step runs. */
 static void
 housekeeping(lepi_store_t *s)
 {
@@ -148,15 +149,22 @@ housekeeping(lepi_store_t *s)
     size_t dead = jr_delete_dead(s);
     bool stepped = jr_compact_step(s);
     if (dead || stepped)
-        publish(s, 0, false);
+        publish(s, 0, false, 0);
 }
 
-/* Makes units [a, b) durable and runs their completions in order. */
+/* Writes units [a, b), makes them durable if one of them has a completion
+ * or a lepi_store_sync caller waits (appends without completion, such as
+ * most acks, ride along with the next sync), and runs their completions
+ * in order. */
 static void
-finish_group(lepi_store_t *s, size_t a, size_t b, uint64_t bytes)
+finish_group(lepi_store_t *s, size_t a, size_t b, uint64_t bytes, bool need_sync)
 {
-    if (!s->werr)
-        jr_commit(s);
+    uint64_t last = s->wseq + (b - a), durable = 0;
+    if (s->wwant >= s->wseq + 1)
+        need_sync = true;
+    if (!s->werr && !(need_sync ? jr_commit(s) : jr_flush(s)))
+        durable = need_sync || !s->o.fsync ? last : 0;
+    s->wseq = last;
     for (size_t i = a; i < b; i++) {
         jr_unit_t *u = &s->wunits.v[i];
         if (s->werr && !u->status)
@@ -164,7 +172,7 @@ finish_group(lepi_store_t *s, size_t a, size_t b, uint64_t bytes)
         if (u->done)
             u->done(u->ctx, u->status);
     }
-    publish(s, b - a, true);
+    publish(s, b - a, true, durable);
     s->cmp.credit += bytes;
     s->cmp.paused = false;
     housekeeping(s);
@@ -175,6 +183,7 @@ write_backlog(lepi_store_t *s, jr_chunk_t *c)
 {
     size_t off = 0, first = 0;
     uint64_t group = 0;
+    bool need_sync = false;
 
     for (size_t i = 0; i < s->wunits.n; i++) {
         jr_unit_t *u = &s->wunits.v[i];
@@ -191,14 +200,25 @@ write_backlog(lepi_store_t *s, jr_chunk_t *c)
             rc = jr_emit(s, p, u->len);
         u->status = rc;
         group += u->len;
+        need_sync |= u->done != NULL;
         if (group >= s->o.max_batch) {
-            finish_group(s, first, i + 1, group);
+            finish_group(s, first, i + 1, group, need_sync);
             first = i + 1;
             group = 0;
+            need_sync = false;
         }
     }
     if (first < s->wunits.n)
-        finish_group(s, first, s->wunits.n, group);
+        finish_group(s, first, s->wunits.n, group, need_sync);
+}
+
+/* Makes everything written durable (a lepi_store_sync caller waits, or the
+ * store closes). */
+static void
+sync_now(lepi_store_t *s)
+{
+    if (!s->werr && !jr_commit(s))
+        publish(s, 0, false, s->wseq);
 }
 
 static void *
@@ -209,19 +229,23 @@ writer_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->pend.n) {
-            if (s->closing)
+            if (s->closing || (s->seq_want > s->seq_durable && !s->failed))
                 break;
             pthread_mutex_unlock(&s->mu);
             bool work = jr_compact_pending(s);
             pthread_mutex_lock(&s->mu);
-            if (work || s->pend.n || s->closing)
+            if (work || s->pend.n || s->closing || (s->seq_want > s->seq_durable && !s->failed))
                 break;
             s->writer_waiting = true;
             pthread_cond_wait(&s->wake, &s->mu);
             s->writer_waiting = false;
         }
         if (!s->pend.n && s->closing) {
+            pthread_mutex_unlock(&s->mu);
+            sync_now(s); /* what rode along without a sync */
+            pthread_mutex_lock(&s->mu);
             s->stopped = true;
+            pthread_cond_broadcast(&s->synced);
             pthread_mutex_unlock(&s->mu);
             break;
         }
@@ -231,11 +255,15 @@ writer_main(void *arg)
         s->pend = s->wunits;
         s->pend.n = 0;
         s->wunits = t;
+        s->wwant = s->seq_want;
+        bool want_sync = s->seq_want > s->seq_durable && !s->failed;
         pthread_mutex_unlock(&s->mu);
 
         if (s->wunits.n) {
             write_backlog(s, chunks);
             s->wunits.n = 0;
+        } else if (want_sync) {
+            sync_now(s);
         } else {
             housekeeping(s); /* idle */
         }
@@ -328,7 +356,7 @@ lepi_store_open(lepi_store_t **out, const lepi_store_opts_t *o, const lepi_store
     if ((rc = jr_recover(s, r, info, err, errlen)))
         goto fail;
     s->stats.segments = s->x.nsegs;
-    publish(s, 0, false);
+    publish(s, 0, false, 0);
     s->stats.batches = 0;
     if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {
         rc = jr_errf(err, errlen, LEP_ERR_NOMEM, "cannot start the writer thread");
@@ -541,11 +569,16 @@ lepi_store_sync(lepi_store_t *s)
         return LEP_ERR_INVALID;
     pthread_mutex_lock(&s->mu);
     uint64_t target = s->seq_appended;
-    while (s->seq_done < target && !s->stopped)
+    if (target > s->seq_want)
+        s->seq_want = target;
+    if (s->writer_waiting)
+        pthread_cond_signal(&s->wake);
+    while ((s->seq_durable < target || s->seq_done < target) && !s->stopped && !s->failed)
         pthread_cond_wait(&s->synced, &s->mu);
-    int rc = s->seq_done >= target ? 0 : LEP_ERR_STATE;
-    if (!rc && s->failed)
-        rc = s->failed;
+    /* completions after a failure run too: wait for them */
+    while (s->failed && s->seq_done < target && !s->stopped)
+        pthread_cond_wait(&s->synced, &s->mu);
+    int rc = s->failed ? s->failed : s->seq_durable >= target ? 0 : LEP_ERR_STATE;
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
