@@ -187,6 +187,10 @@ work(void *arg)
         pthread_mutex_lock(&w->mu);
         while (w->inflight >= w->window && !atomic_load(&stop))
             pthread_cond_wait(&w->cv, &w->mu);
+        if (w->inflight >= w->window) { /* stopping: every slot is in use */
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
         w->inflight++;
         pthread_mutex_unlock(&w->mu);
         slot_t *sl = &w->slots[i % (uint64_t)w->window];

@@ -10,19 +10,24 @@
  *   record   := u32 crc | u32 len | u8 type | body[len]
  *               crc = crc32c(len | type | body)
  *   MSG      := u64 msg id | bytes                     the message, once
- *   ENQ      := u64 queue id | u64 msg id              follows its MSG
+ *   ENQ      := u64 queue id | u64 msg id
  *   ACK      := u64 queue id | u64 msg id | u32 target
  *   QCREATE  := u64 queue id | u16 n | name[n] | 0 | props
  *   QDELETE  := u64 queue id | u32 target
  *
- * One append is one *unit* (MSG and its ENQs; or one other record) and a
- * unit never spans two segments, so a message's ENQs are always in the
- * segment of its MSG.
+ * One append is one *unit*: the ENQ records of a message followed by its
+ * MSG record, which commits them (ENQs not followed by their MSG, as at a
+ * torn tail, have no effect); or one other record.  A unit never spans
+ * two segments, so a message's ENQs are always in the segment of its MSG.
+ * The segment headers keep the highest ids even when every record that
+ * carried them has been compacted away.
  *
  * Replay is set algebra, not a sequence of commands: an enqueue (q, m) is
- * live when some ENQ(q, m) follows a MSG(m), no ACK(q, m) was seen, and q
- * has a QCREATE and no QDELETE.  Ids are never reused, so copies that
- * compaction makes of live records are harmless duplicates.
+ * live when some ENQ(q, m) came with a MSG(m), no ACK(q, m) was seen, and
+ * q has a QCREATE and no QDELETE.  Ids are never reused, so copies that
+ * compaction makes of live records are harmless duplicates; a segment
+ * whose records were copied when a crash stopped the compaction is
+ * compacted again by recovery before anything can be acked.
  *
  * Tombstones (ACK, QDELETE) are needed while the record they cancel is on
  * disk.  `target` names the segment that held it when the tombstone was
@@ -30,7 +35,12 @@
  * segment target != k exists.  A segment is deleted when nothing in it is
  * live; one whose live bytes fall under compact_ratio is compacted: its
  * live units, queues and tombstones are copied to the head, then it is
- * deleted. */
+ * deleted.  The writer fills in targets (and the tombstone's checksum) as
+ * it applies each unit to the index, just before writing it.
+ *
+ * Durability ordering: copies are synced before their source is unlinked;
+ * an unlink is made durable (directory fsync) before any deletion that
+ * relies on it; a segment is synced before the next one is created. */
 #ifndef LEPTON_BROKER_JOURNAL_H
 #define LEPTON_BROKER_JOURNAL_H
 

@@ -347,10 +347,26 @@ lepi_store_open(lepi_store_t **out, const lepi_store_opts_t *o, const lepi_store
         goto fail;
     }
     if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0) {
-        if (errno == EWOULDBLOCK)
-            rc = jr_errf(err, errlen, LEP_ERR_STATE, "%s: locked by another process", s->dir);
-        else
+        if (errno == EWOULDBLOCK) {
+            char pid[24] = {0};
+            ssize_t n = pread(s->lockfd, pid, sizeof pid - 1, 0);
+            long v = n > 0 ? strtol(pid, NULL, 10) : 0;
+            if (v > 0)
+                rc = jr_errf(err, errlen, LEP_ERR_STATE,
+                             "%s: locked by another process (pid %ld)", s->dir, v);
+            else
+                rc = jr_errf(err, errlen, LEP_ERR_STATE, "%s: locked by another process",
+                             s->dir);
+        } else {
             rc = jr_errf(err, errlen, LEP_ERR_IO, "%s/LOCK: %s", s->dir, strerror(errno));
+        }
+        goto fail;
+    }
+    /* who holds it, for the message above (the lock is the flock, not this) */
+    char pid[24];
+    int pl = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(s->lockfd, 0) < 0 || pwrite(s->lockfd, pid, (size_t)pl, 0) != pl) {
+        rc = jr_errf(err, errlen, LEP_ERR_IO, "%s/LOCK: %s", s->dir, strerror(errno));
         goto fail;
     }
     if ((rc = jr_recover(s, r, info, err, errlen)))

@@ -349,6 +349,9 @@ test_lock(void **state)
     assert_null(b);
     assert_non_null(strstr(err, "locked by another process"));
     assert_non_null(strstr(err, dir));
+    char pid[32];
+    snprintf(pid, sizeof pid, "(pid %ld)", (long)getpid());
+    assert_non_null(strstr(err, pid));
     lepi_store_close(a);
     b = open_ok(&o, NULL, NULL);
     lepi_store_close(b);
