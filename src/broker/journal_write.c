@@ -282,6 +282,8 @@ jr_apply_unit(lepi_store_t *s, uint8_t *p, size_t len, uint32_t seg, uint32_t of
     case JR_ACK_T: {
         uint64_t qid = jr_get64(b), mid = jr_get64(b + 8);
         uint32_t target = 0;
+        note_max(&x->max_msg_id, mid); /* as recovery will: ids written are never reused */
+        note_max(&x->max_queue_id, qid);
         jr_msg_t *m = jr_table_find(&x->msgs, mid);
         if (m && jr_msg_has(m, qid)) {
             if (m->seg != seg && jr_dep_reserve(sg))
@@ -308,7 +310,7 @@ jr_apply_unit(lepi_store_t *s, uint8_t *p, size_t len, uint32_t seg, uint32_t of
     case JR_QCREATE: {
         uint64_t qid = jr_get64(b);
         if (jr_table_find(&x->queues, qid))
-            return LEP_ERR_INVALID;
+            return LEP_ERR_INVALID; /* (not written: its id is not noted) */
         if (jr_table_reserve(&x->queues, 1))
             return LEP_ERR_NOMEM;
         note_max(&x->max_queue_id, qid);
@@ -322,6 +324,7 @@ jr_apply_unit(lepi_store_t *s, uint8_t *p, size_t len, uint32_t seg, uint32_t of
     case JR_QDELETE: {
         uint64_t qid = jr_get64(b);
         uint32_t target = 0;
+        note_max(&x->max_queue_id, qid);
         jr_queue_t *q = jr_table_find(&x->queues, qid);
         if (q) {
             if (q->seg != seg && jr_dep_reserve(sg))
