@@ -214,7 +214,9 @@ lepi_queue_dead_letter(bqueue_t *q, bentry_t *e, const char *reason)
         msg->expires = 0;
     lepi_log(b, LEPI_LOG_DEBUG, "queue %s: message %s, to %s", q->name, reason,
              dla && *dla ? dla : "(dropped)");
-    entry_gone(q, e, &q->dead_lettered);
+    /* Onto the dead-letter queue first, off this one second: the journal
+     * keeps that order, so a crash in between leaves it on both (a
+     * duplicate), never on neither. */
     if (msg && dla && *dla && strcmp(dla, q->name) != 0) {
         int err;
         bqueue_t *dlq = lepi_address_queue(b, dla, true, &err);
@@ -229,6 +231,7 @@ lepi_queue_dead_letter(bqueue_t *q, bentry_t *e, const char *reason)
             lepi_queue_unref(dlq);
         }
     }
+    entry_gone(q, e, &q->dead_lettered);
     lepi_bmsg_unref(msg);
 }
 
