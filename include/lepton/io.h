@@ -257,6 +257,9 @@ LEP_EXPORT int lep_proactor_connect_opts(lep_proactor_t *p, const lep_io_connect
  * connection.  Its index in the list (0 for lep_proactor_connect). */
 LEP_EXPORT const lep_io_addr_t *lep_io_conn_addr(const lep_io_conn_t *ic);
 LEP_EXPORT size_t lep_io_conn_addr_index(const lep_io_conn_t *ic);
+/* An accepted connection's peer, "host:port" ("[v6]:port"); "" for
+ * client connections or when unknown.  Valid while ic is. */
+LEP_EXPORT const char *lep_io_conn_peer(const lep_io_conn_t *ic);
 /* In the connection's context: consecutive failed attempts so far (0 on
  * a first try and after a success; in on_disconnected it counts the
  * attempt that just failed). */

@@ -223,6 +223,10 @@ typedef struct lep_connection_opts {
     bool sasl_enabled;            /* default true (client: SASL layer; server: offer SASL) */
     const char *sasl_mechanisms;  /* space separated; NULL: the library's choice */
     bool sasl_allow_insecure;     /* PLAIN without TLS */
+    /* Servers: clients must authenticate with SASL (no plain AMQP
+     * header).  Without it, a server with no users and no callback lets
+     * clients skip SASL. */
+    bool sasl_required;
     /* Servers: the users file and/or callback (sasl.h); none: the server
      * accepts ANONYMOUS and clients that skip SASL. */
     const lep_sasl_users_t *sasl_users; /* borrowed: must outlive the listener */

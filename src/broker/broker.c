@@ -87,18 +87,22 @@ on_connection_open(void *ctx, lep_connection_t *c)
         lep_connection_close(c, &cond);
         return;
     }
-    lep_connection_set_context(c, bc);
     atomic_fetch_add(&b->connections_total, 1);
     char why[200];
     if (!admit(b, bc, why, sizeof why)) {
-        lepi_log(b, LEPI_LOG_WARN, "connection from %s (user %s) refused: %s",
-                 lep_connection_remote_container(c), bc->user, why);
+        /* no context: whatever the client sent after its open (attaches)
+         * is refused, not served */
+        lepi_log(b, LEPI_LOG_WARN, "connection from %s (container %s, user %s) refused: %s",
+                 lep_connection_peer(c), lep_connection_remote_container(c), bc->user, why);
         lep_condition_t cond = lep_condition_make("amqp:resource-limit-exceeded", why);
         lep_connection_close(c, &cond);
+        lepi_bconn_end(bc);
+        lepi_bconn_unref(bc);
         return;
     }
-    lepi_log(b, LEPI_LOG_DEBUG, "connection open: container %s, user %s",
-             lep_connection_remote_container(c), bc->user);
+    lep_connection_set_context(c, bc);
+    lepi_log(b, LEPI_LOG_DEBUG, "connection open from %s: container %s, user %s",
+             lep_connection_peer(c), lep_connection_remote_container(c), bc->user);
 }
 
 /* Takes the broker's state of a connection apart (its final event). */
@@ -137,16 +141,16 @@ static void
 on_connection_error(void *ctx, lep_connection_t *c, const lep_condition_t *cond)
 {
     char buf[300];
-    lepi_log(ctx, LEPI_LOG_INFO, "connection closed by peer %s: %s",
-             lep_connection_remote_container(c), lep_condition_format(cond, buf, sizeof buf));
+    lepi_log(ctx, LEPI_LOG_INFO, "connection from %s closed with an error: %s",
+             lep_connection_peer(c), lep_condition_format(cond, buf, sizeof buf));
 }
 
 static void
 on_transport_error(void *ctx, lep_connection_t *c, const lep_condition_t *cond)
 {
     char buf[300];
-    lepi_log(ctx, LEPI_LOG_INFO, "connection from %s failed: %s",
-             lep_connection_remote_container(c), lep_condition_format(cond, buf, sizeof buf));
+    lepi_log(ctx, LEPI_LOG_INFO, "connection from %s failed: %s", lep_connection_peer(c),
+             lep_condition_format(cond, buf, sizeof buf));
 }
 
 /* ------------------------------------------------------------------ */
@@ -541,10 +545,18 @@ start_listeners(broker_t *b, char *err, size_t errlen)
     o.sasl_users = b->users;
     o.sasl_allow_insecure = cfg->allow_plain_without_tls;
     o.sasl_mechanisms = cfg->sasl_mechanisms;
-    if (!o.sasl_mechanisms && b->users) {
-        snprintf(mechs, sizeof mechs, "SCRAM-SHA-512 SCRAM-SHA-256 SCRAM-SHA-1 PLAIN%s",
-                 cfg->allow_anonymous ? " ANONYMOUS" : "");
-        o.sasl_mechanisms = mechs;
+    /* Without ANONYMOUS, every client authenticates: with a password
+     * (users file) or a client certificate (EXTERNAL, offered only to a
+     * TLS client that presented one). */
+    o.sasl_required = !cfg->allow_anonymous;
+    if (!o.sasl_mechanisms && (b->users || !cfg->allow_anonymous)) {
+        snprintf(mechs, sizeof mechs, "%s%s%s",
+                 b->users ? "SCRAM-SHA-512 SCRAM-SHA-256 SCRAM-SHA-1 PLAIN " : "",
+                 cfg->tls_ca ? "EXTERNAL " : "", cfg->allow_anonymous ? "ANONYMOUS" : "");
+        size_t n = strlen(mechs);
+        while (n && mechs[n - 1] == ' ')
+            mechs[--n] = '\0';
+        o.sasl_mechanisms = n ? mechs : "EXTERNAL";
     }
     o.tls_cert = cfg->tls_cert;
     o.tls_key = cfg->tls_key;
@@ -656,7 +668,13 @@ lep_broker_new(lep_broker_t **out, const lep_broker_config_t *cfg, char *err, si
             return fail(err, errlen, rc, "%s", why);
         }
         b->metrics_port = lepi_metrics_http_port(b->metrics);
-        lepi_log(b, LEPI_LOG_INFO, "metrics on http://%s/metrics", cfg->metrics_listen);
+        char host[256];
+        uint16_t unused;
+        if (lepi_metrics_parse_listen(cfg->metrics_listen, host, sizeof host, &unused) != 0)
+            snprintf(host, sizeof host, "?");
+        lepi_log(b, LEPI_LOG_INFO, strchr(host, ':') ? "metrics on http://[%s]:%u/metrics"
+                                                     : "metrics on http://%s:%u/metrics",
+                 host, (unsigned)b->metrics_port);
     }
     lep_container_schedule(b->c, 1000, sweep_timer, b);
     *out = b;

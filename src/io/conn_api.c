@@ -3,6 +3,11 @@
  * callbacks, bytes, attempts and reconnects) are in conn.c. */
 #include "io/io_internal.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,6 +338,33 @@ lep_io_conn_addr(const lep_io_conn_t *ic)
 /* ------------------------------------------------------------------ */
 /* Making connections                                                  */
 
+/* "host:port" of the socket's peer ("[v6]:port"); "" when unknown. */
+static void
+peer_name(int fd, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    out[0] = '\0';
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        snprintf(out, len, "%s:%u", host, (unsigned)ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        snprintf(out, len, "[%s]:%u", host, (unsigned)ntohs(a->sin6_port));
+    }
+}
+
+const char *
+lep_io_conn_peer(const lep_io_conn_t *ic)
+{
+    return ic->peer;
+}
+
 void
 lepi_conn_accepted(lep_proactor_t *p, lep_listener_t *l, int fd)
 {
@@ -342,6 +374,7 @@ lepi_conn_accepted(lep_proactor_t *p, lep_listener_t *l, int fd)
         return;
     }
     ic->fd = fd;
+    peer_name(fd, ic->peer, sizeof ic->peer);
     if (lep_conn_new(&ic->c, &l->copts.o) != 0 ||
         (ic->handler.on_setup && ic->handler.on_setup(ic->ctx, ic, ic->c) != 0)) {
         lepi_conn_discard(ic); /* refused: closed silently */

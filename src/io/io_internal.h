@@ -139,6 +139,7 @@ struct lep_io_conn {
     bool abort_req, busy, reconnecting;
     int os_error;
     char reason[192];
+    char peer[64];      /* accepted: the client's address, "host:port" */
     size_t addr_index;
     uint32_t attempt; /* consecutive failed attempts */
     int64_t tick_deadline, reconnect_due; /* -1: none */

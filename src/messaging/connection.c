@@ -152,6 +152,7 @@ lepi_settings_init(lepi_settings_t *s, const lep_connection_opts_t *o, bool serv
         return LEP_ERR_NOMEM;
     }
     s->sasl_enabled = o->sasl_enabled;
+    s->sasl_required = o->sasl_required;
     s->sasl_allow_insecure = o->sasl_allow_insecure;
     s->sasl_users = o->sasl_users;
     s->sasl_authenticate = o->sasl_authenticate;
@@ -670,7 +671,7 @@ server_setup(void *ctx, lep_io_conn_t *ic, lep_conn_t *e)
     lep_conn_set_context(e, c);
     if (l->cont->trace)
         lep_conn_set_trace(e, l->cont->trace, l->cont->trace_ctx);
-    snprintf(c->peer, sizeof c->peer, "incoming");
+    snprintf(c->peer, sizeof c->peer, "%s", *lep_io_conn_peer(ic) ? lep_io_conn_peer(ic) : "incoming");
     if (s->sasl_enabled) {
         lep_sasl_server_opts_t so;
         lep_sasl_server_opts_init(&so);
@@ -681,7 +682,7 @@ server_setup(void *ctx, lep_io_conn_t *ic, lep_conn_t *e)
         so.allow_insecure = s->sasl_allow_insecure;
         /* Without credentials to check, anyone may come in, with SASL
          * ANONYMOUS or without SASL at all (as Proton's examples do). */
-        so.optional = !s->sasl_users && !s->sasl_authenticate;
+        so.optional = !s->sasl_required && !s->sasl_users && !s->sasl_authenticate;
         rc = lep_sasl_server_add(e, &so, NULL);
     }
     if (!rc && s->tls)

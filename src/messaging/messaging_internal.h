@@ -27,7 +27,7 @@ const lepi_hslot_t *lepi_pick(const lep_connection_t *c, const lepi_hslot_t *lin
 typedef struct lepi_settings {
     lepi_hslot_t handler;
     char *user, *password, *sasl_mechanisms, *hostname;
-    bool sasl_enabled, sasl_allow_insecure;
+    bool sasl_enabled, sasl_allow_insecure, sasl_required;
     const lep_sasl_users_t *sasl_users;
     lep_sasl_authenticate_fn sasl_authenticate;
     void *sasl_auth_ctx;

@@ -461,6 +461,9 @@ server_offer(const lep_sasl_t *s, lep_conn_t *c)
     }
     if (!lep_conn_encrypted(c) && !s->allow_insecure)
         bits &= ~BIT(M_PLAIN);
+    /* Listed or not, EXTERNAL is offered only with an identity to check. */
+    if (!lep_conn_user(c).len)
+        bits &= ~BIT(M_EXTERNAL);
     return bits;
 }
 
