@@ -921,3 +921,29 @@ cli_print_json(FILE *f, const lep_message_t *m)
     }
     fputs("}\n", f);
 }
+
+void
+cli_take_url(cli_common_t *o, int argc, char **argv, bool need_address, bool listen)
+{
+    if (optind >= argc)
+        cli_usage_error(o->prog, "missing URL (amqp://HOST:PORT/ADDRESS)");
+    if (optind + 1 < argc)
+        cli_usage_error(o->prog, "unexpected argument '%s'", argv[optind + 1]);
+    o->url = argv[optind];
+    cli_check_url(o, need_address, listen);
+}
+
+lep_container_t *
+cli_container_new(const cli_common_t *o, const lep_handler_t *h, void *ctx)
+{
+    lep_container_opts_t copt;
+    cli_container_opts(o, &copt);
+    copt.handler = h;
+    copt.ctx = ctx;
+    lep_container_t *c;
+    if (lep_container_new(&c, &copt) != 0) {
+        cli_error(o->prog, "cannot start: out of memory");
+        exit(CLI_FAILED);
+    }
+    return c;
+}

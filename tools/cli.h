@@ -73,6 +73,13 @@ double cli_parse_rate(const char *prog, const char *opt, const char *s, double m
  * (listen: amqps needs --tls-cert and --tls-key) exit with CLI_USAGE;
  * unreadable TLS files exit with CLI_FAILED, naming the file and why. */
 void cli_check_url(const cli_common_t *o, bool need_address, bool listen);
+/* The one URL argument left after the options (argv[optind]): exits with
+ * CLI_USAGE when it is missing or followed by more; sets o->url and checks
+ * it as cli_check_url does. */
+void cli_take_url(cli_common_t *o, int argc, char **argv, bool need_address, bool listen);
+/* A container with the common options' settings (-v trace) and handler h
+ * with ctx; exits with CLI_FAILED when it cannot be made. */
+lep_container_t *cli_container_new(const cli_common_t *o, const lep_handler_t *h, void *ctx);
 
 /* "prog (lepton) VERSION" on stdout. */
 void cli_print_version(const char *prog);

@@ -223,14 +223,11 @@ main(int argc, char **argv)
         default: cli_bad_option(PROG, argv, longopts, opt);
         }
     }
-    if (optind >= argc)
-        cli_usage_error(PROG, "missing URL (amqp://HOST:PORT/ADDRESS)");
-    if (optind + 1 < argc)
-        cli_usage_error(PROG, "unexpected argument '%s'", argv[optind + 1]);
+    if (!c.n && optind < argc)
+        cli_usage_error(PROG, "no request: give at least one -m TEXT");
+    cli_take_url(&c.common, argc, argv, true, false);
     if (!c.n)
         cli_usage_error(PROG, "no request: give at least one -m TEXT");
-    c.common.url = argv[optind];
-    cli_check_url(&c.common, true, false);
     c.replies = calloc(c.n, sizeof *c.replies);
     if (!c.replies || lep_message_new(&c.msg) != 0)
         return CLI_FAILED;
@@ -245,13 +242,7 @@ main(int argc, char **argv)
         .on_released = on_released,
         .on_message = on_message,
     };
-    lep_container_opts_t copt;
-    cli_container_opts(&c.common, &copt);
-    copt.handler = &h;
-    copt.ctx = &c;
-    lep_container_t *cont;
-    if (lep_container_new(&cont, &copt) != 0)
-        return CLI_FAILED;
+    lep_container_t *cont = cli_container_new(&c.common, &h, &c);
     lep_connection_opts_t co;
     cli_connection_opts(&c.common, &co);
     lep_sender_opts_t so;

@@ -240,14 +240,9 @@ main(int argc, char **argv)
         default: cli_bad_option(PROG, argv, longopts, opt);
         }
     }
-    if (optind >= argc)
-        cli_usage_error(PROG, "missing URL (amqp://HOST:PORT/ADDRESS)");
-    if (optind + 1 < argc)
-        cli_usage_error(PROG, "unexpected argument '%s'", argv[optind + 1]);
     if (s.print && s.json)
         cli_usage_error(PROG, "--print and --json cannot be used together");
-    s.common.url = argv[optind];
-    cli_check_url(&s.common, !s.listen, s.listen);
+    cli_take_url(&s.common, argc, argv, !s.listen, s.listen);
     /* Scripts read the lines as they come (a message per line). */
     if (s.print || s.json)
         setvbuf(stdout, NULL, _IOLBF, 0);
@@ -259,14 +254,7 @@ main(int argc, char **argv)
         .on_message = on_message,
         .on_connection_final = on_final,
     };
-    lep_container_opts_t copt;
-    cli_container_opts(&s.common, &copt);
-    copt.handler = &h;
-    copt.ctx = &s;
-    if (lep_container_new(&s.c, &copt) != 0) {
-        cli_error(PROG, "cannot start: out of memory");
-        return CLI_FAILED;
-    }
+    s.c = cli_container_new(&s.common, &h, &s);
     lep_connection_opts_t co;
     cli_connection_opts(&s.common, &co);
     int rc;

@@ -389,14 +389,9 @@ main(int argc, char **argv)
         default: cli_bad_option(PROG, argv, longopts, opt);
         }
     }
-    if (optind >= argc)
-        cli_usage_error(PROG, "missing URL (amqp://HOST:PORT/ADDRESS)");
-    if (optind + 1 < argc)
-        cli_usage_error(PROG, "unexpected argument '%s'", argv[optind + 1]);
+    cli_take_url(&s.common, argc, argv, true, false);
     if (have_size && s.text)
         cli_usage_error(PROG, "--size and --message cannot be used together");
-    s.common.url = argv[optind];
-    cli_check_url(&s.common, true, false);
     if (s.count == 0) {
         free_props(&s);
         return CLI_OK;
@@ -423,16 +418,7 @@ main(int argc, char **argv)
         .on_sender_close = on_sender_close,
         .on_connection_final = on_final,
     };
-    lep_container_opts_t copt;
-    cli_container_opts(&s.common, &copt);
-    copt.handler = &h;
-    copt.ctx = &s;
-    lep_container_t *c;
-    if (lep_container_new(&c, &copt) != 0) {
-        cli_error(PROG, "cannot start: out of memory");
-        free_all(&s);
-        return CLI_FAILED;
-    }
+    lep_container_t *c = cli_container_new(&s.common, &h, &s);
     lep_connection_opts_t co;
     cli_connection_opts(&s.common, &co);
     lep_sender_opts_t so;
