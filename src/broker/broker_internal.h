@@ -24,6 +24,7 @@
 #include <lepton/messaging.h>
 
 #include "broker/store.h"
+#include "common/common_internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,7 +33,6 @@
 
 typedef struct lep_broker broker_t;
 
-char *lepi_strdup(const char *s); /* engine/conn.c */
 typedef struct bqueue bqueue_t;
 typedef struct bconn bconn_t;
 typedef struct bconsumer bconsumer_t;

@@ -6,6 +6,7 @@
  * place in the file (types, ranges, names) with FILE:LINE:COL; what
  * depends on several settings or on other files is left to
  * lep_broker_config_check(), which also sees values set by flags. */
+#include "common/common_internal.h"
 #include <lepton/broker.h>
 #include <lepton/messaging_config.h>
 #include <lepton/sasl.h>
@@ -76,16 +77,6 @@ fail(lep_broker_config_t *c, int rc, const char *fmt, ...)
     return rc;
 }
 
-static char *
-dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = lep_malloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
-
 static int
 list_index(const char *s, const char *const *list)
 {
@@ -128,7 +119,7 @@ static int
 policy_copy(lep_queue_policy_t *dst, const lep_queue_policy_t *src)
 {
     char *dla = NULL;
-    if (src->dead_letter_address && !(dla = dup_str(src->dead_letter_address)))
+    if (src->dead_letter_address && !(dla = lepi_strdup(src->dead_letter_address)))
         return LEP_ERR_NOMEM;
     lep_free(dst->dead_letter_address);
     *dst = *src;
@@ -140,7 +131,7 @@ static int
 set_listen_default(lep_broker_config_t *c)
 {
     char **v = lep_malloc(sizeof *v);
-    if (!v || !(v[0] = dup_str(DEFAULT_LISTEN))) {
+    if (!v || !(v[0] = lepi_strdup(DEFAULT_LISTEN))) {
         lep_free(v);
         return LEP_ERR_NOMEM;
     }
@@ -329,7 +320,7 @@ int
 lep_broker_config_set_str(char **field, const char *value)
 {
     char *s = NULL;
-    if (value && !(s = dup_str(value)))
+    if (value && !(s = lepi_strdup(value)))
         return LEP_ERR_NOMEM;
     lep_free(*field);
     *field = s;
@@ -368,7 +359,7 @@ lep_broker_config_add_listen(lep_broker_config_t *c, const char *url)
         return fail(c, rc, "listen \"%s\": %s", url, why);
     if (rc)
         return fail(c, rc, "out of memory");
-    char *s = dup_str(url);
+    char *s = lepi_strdup(url);
     if (!s)
         return fail(c, LEP_ERR_NOMEM, "out of memory");
     size_t keep = c->listen_replace ? 0 : c->nlisten;
@@ -672,7 +663,7 @@ parse_listen(ctx_t *x, const lepi_json_t *v)
         rc = listen_url_error(s, why, sizeof why);
         if (rc == LEP_ERR_INVALID)
             rc = at(x, &items[i], "\"listen\": \"%s\": %s", s, why);
-        if (rc == 0 && !(list[i] = dup_str(s)))
+        if (rc == 0 && !(list[i] = lepi_strdup(s)))
             rc = LEP_ERR_NOMEM;
     }
     if (rc) {
@@ -829,7 +820,7 @@ parse_queues(ctx_t *x, const lepi_json_t *v)
                 rc = at(x, name, "queue \"%s\" is defined twice", s);
         if (rc)
             break;
-        if (!(q[i].name = dup_str(s)) ||
+        if (!(q[i].name = lepi_strdup(s)) ||
             (rc = policy_copy(&q[i].policy, &c->queue_defaults)) != 0) {
             rc = LEP_ERR_NOMEM;
             break;

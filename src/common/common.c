@@ -1,6 +1,8 @@
 /* Error strings, byte views, growable buffers and the allocation hook. */
 #include <lepton/common.h>
 
+#include "common/common_internal.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,4 +206,22 @@ lep_buf_printf(lep_buf_t *b, const char *fmt, ...)
     int rc = lep_buf_append(b, tmp, (size_t)n);
     lep_free(tmp);
     return rc;
+}
+
+char *
+lepi_memdup(const void *p, size_t n)
+{
+    char *s = lep_malloc(n + 1);
+    if (!s)
+        return NULL;
+    if (n)
+        memcpy(s, p, n);
+    s[n] = 0;
+    return s;
+}
+
+char *
+lepi_strdup(const char *s)
+{
+    return s ? lepi_memdup(s, strlen(s)) : NULL;
 }

@@ -6,24 +6,6 @@
 #include <stdio.h>
 #include <unistd.h>
 
-char *
-lepi_memdup(const void *p, size_t n)
-{
-    char *s = lep_malloc(n + 1);
-    if (!s)
-        return NULL;
-    if (n)
-        memcpy(s, p, n);
-    s[n] = 0;
-    return s;
-}
-
-char *
-lepi_strdup(const char *s)
-{
-    return lepi_memdup(s, strlen(s));
-}
-
 /* ------------------------------------------------------------------ */
 /* Options and lifecycle                                               */
 

@@ -5,6 +5,8 @@
 
 #include <lepton/engine.h>
 
+#include "common/common_internal.h"
+
 #include <string.h>
 
 #define LEPI_MAX_LAYERS 4
@@ -299,7 +301,5 @@ void lepi_link_drop_deliveries(lep_link_t *l);
 void lepi_delivery_event(lep_delivery_t *d, uint8_t chg);
 
 /* misc */
-char *lepi_strdup(const char *s);
-char *lepi_memdup(const void *p, size_t n);
 
 #endif

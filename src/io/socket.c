@@ -1,5 +1,6 @@
 /* Sockets: resolving and connecting, listeners and accepting. */
 #define _GNU_SOURCE /* accept4 */
+#include "common/common_internal.h"
 #include "io/io_internal.h"
 
 #include <errno.h>
@@ -18,18 +19,6 @@ enum {
     ACCEPT_PAUSE_MS = 100, /* out of descriptors: wait, do not spin */
 };
 
-static char *
-str_dup(const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = lep_malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 int
 lepi_copts_copy(io_copts_t *d, const lep_conn_opts_t *s, bool server)
 {
@@ -41,8 +30,8 @@ lepi_copts_copy(io_copts_t *d, const lep_conn_opts_t *s, bool server)
     d->o.server = server;
     if (!s)
         return 0;
-    if ((s->container_id && !(d->container_id = str_dup(s->container_id))) ||
-        (s->hostname && !(d->hostname = str_dup(s->hostname)))) {
+    if ((s->container_id && !(d->container_id = lepi_strdup(s->container_id))) ||
+        (s->hostname && !(d->hostname = lepi_strdup(s->hostname)))) {
         lepi_copts_fini(d);
         return LEP_ERR_NOMEM;
     }

@@ -1,6 +1,7 @@
 /* connect.json: Proton's file-based connection configuration.  Keys,
  * defaults and search order follow Proton's documentation so one file
  * serves both toolkits. */
+#include "common/common_internal.h"
 #include <lepton/messaging_config.h>
 
 #include "messaging/json.h"
@@ -29,16 +30,6 @@ cfg_fail(lep_connect_config_t *c, const char *name, int rc, const char *fmt, ...
     return rc;
 }
 
-static char *
-dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = lep_malloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
-
 static void
 free_fields(lep_connect_config_t *c)
 {
@@ -57,8 +48,8 @@ lep_connect_config_init(lep_connect_config_t *c)
     c->port = LEP_AMQPS_PORT;
     c->sasl_enabled = true;
     c->tls_verify = true;
-    c->scheme = dup_str("amqps");
-    c->host = dup_str("localhost");
+    c->scheme = lepi_strdup("amqps");
+    c->host = lepi_strdup("localhost");
     if (!c->scheme || !c->host)
         return LEP_ERR_NOMEM;
     return 0;
@@ -91,7 +82,7 @@ set_string(ctx_t *x, const lepi_json_t *v, const char *key, char **dst)
     if (strlen(v->u.str.ptr) != v->u.str.len)
         return cfg_fail(x->c, x->name, LEP_ERR_INVALID, "%d:%d: \"%s\" contains a NUL character",
                         v->line, v->col, key);
-    char *s = dup_str(v->u.str.ptr);
+    char *s = lepi_strdup(v->u.str.ptr);
     if (!s)
         return LEP_ERR_NOMEM;
     lep_free(*dst);
@@ -377,7 +368,7 @@ lep_connect_config_load(lep_connect_config_t *c, const char *path)
     lep_buf_fini(&b);
     if (rc)
         return rc;
-    char *p = dup_str(path);
+    char *p = lepi_strdup(path);
     if (!p)
         return cfg_fail(c, path, LEP_ERR_NOMEM, "out of memory");
     lep_free(c->path);

@@ -4,6 +4,8 @@
 
 #include <lepton/messaging.h>
 
+#include "common/common_internal.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -151,7 +153,6 @@ void lepi_container_conn_add(lep_container_t *c, lep_connection_t *conn);
 void lepi_container_conn_remove(lep_container_t *c, lep_connection_t *conn);
 uint64_t lepi_container_next(lep_container_t *c);
 void lepi_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-char *lepi_strdup(const char *s); /* engine/conn.c; NULL stays NULL */
 char *lepi_bytes_dup(lep_bytes_t b); /* NUL-terminated copy; NULL for {NULL, 0} */
 void lepi_report(const char *who, const char *what, const lep_condition_t *cond);
 

@@ -4,6 +4,7 @@
  * layer never blocks: whatever OpenSSL cannot finish now it finishes on the
  * next input.  Before TLS starts the layer may handle the clear-text AMQP
  * TLS header (spec 5.2.1) or, on a server, tell TLS from plain AMQP. */
+#include "common/common_internal.h"
 #include "tls_internal.h"
 
 #include <openssl/err.h>
@@ -42,16 +43,6 @@ struct lep_tls {
     char *subject;
     char *sni;
 };
-
-static char *
-dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = lep_malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
 
 /* ------------------------------------------------------------------ */
 /* Failures                                                             */
@@ -167,7 +158,7 @@ on_established(lep_tls_t *t, lep_conn_t *c)
     }
     if (t->cfg->server) {
         if ((sni = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name)) != NULL &&
-            !(t->sni = dup_str(sni)))
+            !(t->sni = lepi_strdup(sni)))
             return LEP_ERR_NOMEM;
         /* The identity SASL EXTERNAL offers. */
         if (t->verified && lep_conn_set_user(c, lep_bytes_str(t->subject)) != 0)
