@@ -81,14 +81,18 @@ lepi_producer_credit(bproducer_t *p)
         q->policy.overflow == LEP_OVERFLOW_BLOCK) {
         pthread_mutex_lock(&q->lock);
         size_t room = lepi_queue_room_locked(q);
-        if (room < want)
+        if (room < want) {
             want = room;
-        if (want <= used) {
-            /* nothing to give until the queue drains: it wakes us then */
-            p->blocked = true;
-            p->blnext = q->blocked;
-            q->blocked = p;
+            if (want <= used) {
+                /* nothing to give until the queue drains: it wakes us then */
+                p->blocked = true;
+                p->blnext = q->blocked;
+                q->blocked = p;
+            }
         }
+        /* Otherwise the window is in flight (durable messages waiting for
+         * the journal): each accept calls us again.  Blocking here would
+         * wait for a drain that a queue with room never signals. */
         pthread_mutex_unlock(&q->lock);
     }
     if (want > used)

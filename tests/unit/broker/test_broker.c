@@ -904,6 +904,25 @@ test_durable_messages_survive_restart(void **state)
     tb_fini(&t);
 }
 
+/* More durable messages than a producer window (1000) with no consumer:
+ * while a whole window waits for the journal the producer must not be
+ * parked as if the queue were full (it once was, and nothing woke it). */
+static void
+test_durable_beyond_window(void **state)
+{
+    arm_alarm(30);
+    tb_t t;
+    tb_init(&t, true);
+    tb_start(&t);
+    client_t k;
+    client_init(&k, t.url, "queue.many");
+    k.nsend = 3500;
+    k.durable = true;
+    client_run(&k);
+    assert_int_equal(k.accepted, 3500);
+    tb_fini(&t);
+}
+
 /* ------------------------------------------------------------------ */
 /* Management and metrics                                                */
 
@@ -1048,6 +1067,7 @@ main(void)
         cmocka_unit_test(test_block_when_full),
         cmocka_unit_test(test_acl_denied),
         cmocka_unit_test(test_durable_messages_survive_restart),
+        cmocka_unit_test(test_durable_beyond_window),
         cmocka_unit_test(test_management_and_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
