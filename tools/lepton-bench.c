@@ -39,6 +39,11 @@ static lep_listener_t *listener;
 static _Atomic unsigned next_receiver; /* peer-to-peer: pair of the next accepted receiver */
 static _Atomic bool failed;
 
+/* Options of lepton-bench alone (bench/proton_peer has no use for them;
+ * the shared ones are parsed by bench_common.h). */
+static bool opt_durable;        /* --durable */
+static bool opt_address_per_pair; /* --address-per-pair */
+
 /* Allocations through lepton's hook, from the first send to the end,
  * and in the steady state: while the first receiver goes from 50% to 90%
  * of its messages (or of --duration), once every pool and buffer has
@@ -84,6 +89,11 @@ usage(FILE *f)
             "is a sending and a receiving connection to HOST:PORT, both on ADDRESS.\n"
             "\n"
             "Options:\n%s"
+            "      --durable          durable messages (header durable=true) and durable\n"
+            "                         termini (configuration): a broker journals them,\n"
+            "                         RabbitMQ declares /queue/NAME durable\n"
+            "      --address-per-pair through a broker, pair i (from 0) uses ADDRESS.i,\n"
+            "                         so N pairs use N queues (default: all share ADDRESS)\n"
             "\n"
             "Output: on a terminal, a progress line on stderr twice a second; then the\n"
             "result on stdout, ending with one line of JSON (the only output with\n"
@@ -149,6 +159,7 @@ sender_init(side_t *s)
         return -1;
     for (size_t i = BENCH_TS_LEN; i < opts.size; i++)
         s->body[i] = (uint8_t)('a' + i % 26);
+    lep_message_set_durable(s->msg, opt_durable);
     if ((rc = lep_message_set_body_data(s->msg, (lep_bytes_t){s->body, opts.size})) != 0 ||
         (rc = lep_message_encode(s->msg, &s->out)) != 0)
         return -1;
@@ -407,11 +418,23 @@ connection_opts(lep_connection_opts_t *co)
         co->sasl_allow_insecure = true; /* PLAIN to a local test broker */
 }
 
+/* The link address of pair i: ADDRESS, or ADDRESS.i with --address-per-pair. */
+static const char *
+pair_address(const side_t *s, char *buf, size_t cap)
+{
+    if (!opt_address_per_pair || !opts.url)
+        return opts.address;
+    snprintf(buf, cap, "%s.%u", opts.address, (unsigned)(s->pair - pairs));
+    return buf;
+}
+
 static int
 start_sender(side_t *s, const char *url)
 {
     lep_connection_opts_t co;
     lep_sender_opts_t so;
+    lep_target_t tgt;
+    char addr[300];
     connection_opts(&co);
     int rc = lep_container_connect(container, url, &co, &s->conn);
     if (rc)
@@ -419,7 +442,15 @@ start_sender(side_t *s, const char *url)
     lep_connection_set_context(s->conn, s);
     lep_sender_opts_init(&so);
     so.mode = delivery_mode();
-    if ((rc = lep_connection_open_sender(s->conn, opts.address, &so, &s->snd)) != 0)
+    if (opt_durable) {
+        /* RabbitMQ declares /queue/NAME with the terminus' durability */
+        lep_target_init(&tgt);
+        tgt.durable = LEP_TERMINUS_DURABILITY_CONFIGURATION;
+        tgt.present |= LEP_TARGET_HAS_DURABLE;
+        so.target = &tgt;
+    }
+    if ((rc = lep_connection_open_sender(s->conn, pair_address(s, addr, sizeof addr), &so,
+                                         &s->snd)) != 0)
         return rc;
     lep_sender_set_context(s->snd, s);
     return 0;
@@ -430,6 +461,8 @@ start_receiver(side_t *s, const char *url)
 {
     lep_connection_opts_t co;
     lep_receiver_opts_t ro;
+    lep_source_t src;
+    char addr[300];
     connection_opts(&co);
     int rc = lep_container_connect(container, url, &co, &s->conn);
     if (rc)
@@ -438,7 +471,16 @@ start_receiver(side_t *s, const char *url)
     lep_receiver_opts_init(&ro);
     ro.mode = delivery_mode();
     ro.credit_window = opts.credit;
-    if ((rc = lep_connection_open_receiver(s->conn, opts.address, &ro, &s->rcv)) != 0)
+    if (opt_durable) {
+        /* the same durability as the sender's target: RabbitMQ refuses to
+         * redeclare a queue with another */
+        lep_source_init(&src);
+        src.durable = LEP_TERMINUS_DURABILITY_CONFIGURATION;
+        src.present |= LEP_SOURCE_HAS_DURABLE;
+        ro.source = &src;
+    }
+    if ((rc = lep_connection_open_receiver(s->conn, pair_address(s, addr, sizeof addr), &ro,
+                                           &s->rcv)) != 0)
         return rc;
     lep_receiver_set_context(s->rcv, s);
     return 0;
@@ -456,9 +498,33 @@ serve(void *arg)
     return NULL;
 }
 
+/* Takes lepton-bench's own options out of argv (in place), leaving the
+ * shared ones to bench_parse_args. */
+static int
+own_options(int argc, char **argv)
+{
+    int n = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            while (i < argc)
+                argv[n++] = argv[i++];
+            break;
+        }
+        if (strcmp(argv[i], "--durable") == 0)
+            opt_durable = true;
+        else if (strcmp(argv[i], "--address-per-pair") == 0)
+            opt_address_per_pair = true;
+        else
+            argv[n++] = argv[i];
+    }
+    argv[n] = NULL;
+    return n;
+}
+
 int
 main(int argc, char **argv)
 {
+    argc = own_options(argc, argv);
     int rc = bench_parse_args(&opts, argc, argv, PROG, usage);
     if (rc == -1)
         return BENCH_EXIT_OK;
@@ -539,13 +605,18 @@ main(int argc, char **argv)
     }
     /* lepton's allocations per message, from the first send to the end */
     double apm = r.received ? (double)run_allocs / (double)r.received : 0;
-    bench_extra_t extra[2] = {{"allocations/msg", "allocs_per_msg", apm}};
+    bench_extra_t extra[4] = {{"allocations/msg", "allocs_per_msg", apm}};
     size_t nextra = 1;
     if (steady_phase == 2 && steady_msgs[1] > steady_msgs[0])
         extra[nextra++] = (bench_extra_t){
             "  steady state", "allocs_per_msg_steady",
             (double)(steady_allocs[1] - steady_allocs[0]) /
                 (double)(steady_msgs[1] - steady_msgs[0])};
+    /* what the shared title line cannot say */
+    if (opt_durable)
+        extra[nextra++] = (bench_extra_t){"durable", "durable", 1};
+    if (opt_address_per_pair && opts.url)
+        extra[nextra++] = (bench_extra_t){"addresses", "addresses", opts.connections};
     bench_print(&opts, &r, "lepton", VERSION, extra, nextra);
     bool ok = bench_result_ok(&opts, &r, PROG) && !atomic_load(&failed);
 
