@@ -233,6 +233,7 @@ void lepi_bconn_end(bconn_t *bc);
 void *lepi_pending_new(bproducer_t *p, lep_delivery_t *d);
 void lepi_pending_done(void *ctx, int status);
 void lepi_pending_forget_one(bproducer_t *p, void *pending);
+void lepi_pending_drop(void *pending);
 void lepi_pending_forget(bproducer_t *p);
 
 /* consumers.c */

@@ -237,6 +237,15 @@ lepi_pending_forget_one(bproducer_t *p, void *ctx)
     lepi_bconn_unref(bc);
 }
 
+/* The delivery was refused after its message went to the journal: the
+ * completion (still to come) settles nothing (connection context). */
+void
+lepi_pending_drop(void *ctx)
+{
+    pending_accept_t *pa = ctx;
+    pa->d = NULL;
+}
+
 /* The producer closes: its deliveries are gone with its link. */
 void
 lepi_pending_forget(bproducer_t *p)

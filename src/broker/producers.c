@@ -111,34 +111,43 @@ relay_allowed(bproducer_t *p, const char *to, unsigned need)
 }
 
 /* Routes msg to the queue q; returns whether the accept waits for the
- * journal.  The message goes on the queue first and into the journal
- * second: a consumer may take and ack it in between, and the journal then
- * sees the ack before the enqueue, which at worst delivers it again after
- * a crash, never loses it. */
+ * journal.  A durable message goes into the journal first and onto the
+ * queue second: once on the queue a consumer (on another thread) may take
+ * and ack it at once, and an ack journalled before its enqueue cancels
+ * nothing, so the message, acknowledged long ago, would come back after
+ * any later crash (and pin its segment until then). */
 static bool
 to_queue(bproducer_t *p, bqueue_t *q, bmsg_t *msg, lep_delivery_t *d)
 {
     broker_t *b = p->bc->b;
     bool store = msg->durable && q->id && b->store;
-    if (store && !msg->id)
-        msg->id = atomic_fetch_add(&b->next_msg_id, 1);
+    void *pa = NULL;
+    if (store) {
+        if (!msg->id)
+            msg->id = atomic_fetch_add(&b->next_msg_id, 1);
+        if (!(pa = lepi_pending_new(p, d))) {
+            refuse(d, "amqp:resource-limit-exceeded", "out of memory");
+            return false;
+        }
+        if (lepi_store_enqueue(b->store, msg->id, msg->data, msg->len, &q->id, 1,
+                               lepi_pending_done, pa) != 0) {
+            lepi_pending_done(pa, LEP_ERR_IO); /* rejected in the connection's context */
+            return true;
+        }
+    }
     int rc = lepi_queue_put(q, msg, store);
     if (rc) {
+        if (pa) {
+            /* journalled, then refused: cancel the record; the journal's
+             * completion finds no delivery to settle */
+            lepi_store_ack(b->store, q->id, msg->id, NULL, NULL);
+            lepi_pending_drop(pa);
+        }
         refuse(d, rc == LEP_ERR_LIMIT ? "amqp:resource-limit-exceeded" : "amqp:not-found",
                rc == LEP_ERR_LIMIT ? "queue full" : "the queue was deleted");
         return false;
     }
-    if (!store)
-        return false;
-    void *pa = lepi_pending_new(p, d);
-    if (!pa) {
-        refuse(d, "amqp:resource-limit-exceeded", "out of memory");
-        return false;
-    }
-    if (lepi_store_enqueue(b->store, msg->id, msg->data, msg->len, &q->id, 1, lepi_pending_done,
-                           pa) != 0)
-        lepi_pending_done(pa, LEP_ERR_IO); /* rejected in the connection's context */
-    return true;
+    return store;
 }
 
 void
