@@ -28,19 +28,12 @@
 #     cleanly on SIGTERM.
 # Prints the figures per kill (lost, duplicated) and the totals.
 #
-# Known broker bug (reported; src/broker is not this test's): a message's
-# acknowledgement can reach the journal before the message's own enqueue
-# record (producers.c puts a message on its queue first and journals it
-# second; a consumer on another thread can take it and ack it in between),
-# and recovery then brings the long-acknowledged message back after any
-# later crash.  While that lasts, such redeliveries print XFAIL (not a
-# failure); lost messages always fail.
-#
 # Environment (set by ctest): LEPTON_BUILD_DIR, LEPTON_SOURCE_DIR,
 # LEPTON_PYTHON (default /usr/bin/python3).  RECOVERY_KILLS, RECOVERY_N
 # (messages per producer), RECOVERY_RATE (per producer per second) and
-# RECOVERY_SEED override the defaults; RECOVERY_KEEP=1 keeps the logs.  Everything listens on 127.0.0.1
-# only; only the PIDs started here are signalled; every wait is bounded.
+# RECOVERY_SEED override the defaults; RECOVERY_KEEP=1 keeps the logs.
+# Everything listens on 127.0.0.1 only; only the PIDs started here are
+# signalled; every wait is bounded.
 set -u
 
 build=${LEPTON_BUILD_DIR:?LEPTON_BUILD_DIR not set}
@@ -76,7 +69,6 @@ trap 'exit 1' INT TERM
 
 passed=0
 failed=0
-known_bugs=0
 ok() { echo "PASS: $1"; passed=$((passed + 1)); }
 ko() {
     echo "FAIL: $1"
@@ -89,7 +81,6 @@ show() { # show FILE...: the ends of the files after a failure
     done
 }
 finish_test() {
-    [ $known_bugs -eq 0 ] || echo "($known_bugs known broker bug(s) reported as XFAIL)"
     echo "$passed passed, $failed failed"
     [ $failed -eq 0 ]
     exit
@@ -313,10 +304,9 @@ fi
 BROKER_PID=""
 
 # the figures
-t="lost = 0: every message whose accept reached its producer was received"
-t2="duplicates only where an acknowledgement or accept was in flight at a kill"
-"$PY" - "$tmp/bounds" "$PRODUCERS" "$N" "$resent" "$CREDIT" "${#QUEUES[@]}" "$CONSUMERS_PER_QUEUE" \
-    "${CONS_OUT[@]}" <<'EOF'
+t="lost = 0 (every message whose accept reached its producer was received), duplicates only where an acknowledgement or accept was in flight at a kill"
+if "$PY" - "$tmp/bounds" "$PRODUCERS" "$N" "$resent" "$CREDIT" "${#QUEUES[@]}" "$CONSUMERS_PER_QUEUE" \
+    "${CONS_OUT[@]}" <<'EOF'; then
 import collections, json, sys
 
 bounds_file, producers, n, resent, credit, nq, cpq = sys.argv[1:8]
@@ -413,37 +403,28 @@ if extra:
     fail.append("%d messages nobody sent, e.g. %s" % (len(extra), extra[:5]))
 if far:
     fail.append("%d duplicates more than one life apart, e.g. %s" % (len(far), far[:3]))
-known = []  # the ack-before-enqueue race (see the header): reported, XFAIL
 if sum(stale.values()):
     eg = [(k, cs) for k, cs in copies.items() for (l1, c1, i1), (l2, c2, i2) in zip(cs, cs[1:])
           if l2 == l1 + 1 and l1 < len(bounds) and bounds[l1][c1] - i1 > limit]
-    known.append("%d messages redelivered after a kill although their consumer had taken them"
-                 " more than %d messages before it (not in flight), e.g. %s"
-                 % (sum(stale.values()), limit, eg[:3]))
+    fail.append("%d messages redelivered after a kill although their consumer had taken them"
+                " more than %d messages before it (not in flight), e.g. %s"
+                % (sum(stale.values()), limit, eg[:3]))
 if in_flight[kills]:
-    known.append("%d messages redelivered after the quiet kill (acknowledged a second before)"
-                 % in_flight[kills])
+    fail.append("%d messages redelivered after the quiet kill (acknowledged a second before)"
+                % in_flight[kills])
 if sum(resends.values()) > resent:
     fail.append("%d duplicates within one life but the producers resent only %d"
                 % (sum(resends.values()), resent))
 if left:
     fail.append("%d messages left on the queues" % left)
-for f in fail + known:
+for f in fail:
     print("  " + f)
-sys.exit(1 if fail else 3 if known else 0)
+sys.exit(1 if fail else 0)
 EOF
-st=$?
-if [ $st -eq 1 ] || [ $st -gt 3 ]; then
-    ko "$t (or another check above)"
-    show "$tmp"/broker.*.log
-else
     ok "$t"
-    if [ $st -eq 0 ]; then
-        ok "$t2"
-    else
-        known_bugs=$((known_bugs + 1))
-        echo "XFAIL: known broker bug: $t2 (an ack journalled before its message's enqueue: see the header)"
-    fi
+else
+    ko "$t"
+    show "$tmp"/broker.*.log
 fi
 echo "  $(elapsed "$t0") s in all"
 finish_test
