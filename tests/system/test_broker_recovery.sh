@@ -9,7 +9,9 @@
 #     directory, on a free port of 127.0.0.1;
 #   - 4 producers (lepton-send --durable --rate, each its own
 #     --property producer=K; message-ids 1..N) on 2 queues, 2 competing
-#     consumers per queue (lepton-recv -c 0 --json, at-least-once);
+#     consumers per queue (lepton-recv -c 0 --json, at-least-once); those
+#     of the second queue start only halfway through the kills, so the
+#     restarts before recover a growing backlog from the journal;
 #   - KILLS rounds: after a random 0.2-2.2 s the broker gets SIGKILL; once
 #     the consumers have printed what they had (their line counts are the
 #     boundary between two broker lives) it is started again on the same
@@ -187,19 +189,35 @@ else
     finish_test
 fi
 
-# consumers first, so the queues exist and are drained from the start
+# The consumers of the first queue run from the start, so its messages are
+# taken (and acknowledged) while the broker is killed; those of the second
+# start only after LATE kills, so that a backlog of accepted messages must
+# come back from the journal at each restart before that.
+LATE=$(((KILLS + 1) / 2))
 CONS_OUT=()
 CONS_PID=()
+CONS_Q=()
 for q in "${QUEUES[@]}"; do
     for ((c = 1; c <= CONSUMERS_PER_QUEUE; c++)); do
         i=${#CONS_OUT[@]}
-        "$RECV" -c 0 --json --credit $CREDIT --max-reconnect 1000 "$URL/$q" \
-            >"$tmp/recv.$i.out" 2>"$tmp/recv.$i.err" </dev/null &
-        CONS_PID+=($!)
-        running+=($!)
         CONS_OUT+=("$tmp/recv.$i.out")
+        CONS_PID+=("")
+        CONS_Q+=("$q")
+        : >"$tmp/recv.$i.out"
     done
 done
+start_consumers() { # start_consumers QUEUE
+    local i
+    for ((i = 0; i < ${#CONS_OUT[@]}; i++)); do
+        [ "${CONS_Q[$i]}" = "$1" ] || continue
+        "$RECV" -c 0 --json --credit $CREDIT --max-reconnect 1000 "$URL/$1" \
+            >"$tmp/recv.$i.out" 2>"$tmp/recv.$i.err" </dev/null &
+        CONS_PID[$i]=$!
+        running+=($!)
+    done
+}
+start_consumers "${QUEUES[0]}"
+[ "$LATE" -gt 0 ] || start_consumers "${QUEUES[1]}"
 sleep 0.5
 PROD_PID=()
 for ((k = 1; k <= PRODUCERS; k++)); do
@@ -223,12 +241,14 @@ for ((r = 1; r <= KILLS; r++)); do
     echo "$counts" >>"$tmp/bounds"
     total=0
     for n in $counts; do total=$((total + n)); done
-    echo "  kill $r at ${at}s (after ${ms} ms; $alive producers running, $total received so far)"
     [ $alive -gt 0 ] || echo "  (the producers had finished: the rate is too high for this machine?)"
     if ! broker_start; then
         ko "broker restarts after kill $r"
         finish_test
     fi
+    [ $r -eq $LATE ] && start_consumers "${QUEUES[1]}"
+    rec=$(sed -n 's/.*store .*: \([0-9]* queues, [0-9]* messages recovered\).*/\1/p' "$tmp/broker.$LIVES.log")
+    echo "  kill $r at ${at}s (after ${ms} ms; $alive producers running, $total received so far); restarted: ${rec:-?}"
 done
 ok "$KILLS kill -9 and restarts on the same port and data directory"
 
@@ -381,8 +401,8 @@ print("  %d messages accepted by the broker (seen by their producers), %d delive
       % (len(want), received, len(copies)))
 for k in range(len(bounds)):
     what = "kill %d" % (k + 1) if k < kills else "the quiet kill"
-    print("  life %d, ended by %s: %d delivered, %d lost; after it: %d redelivered with their ack in"
-          " flight, %d acknowledged long before, %d resent by producers"
+    print("  life %d, ended by %s: %d delivered, %d lost; after it: %d again with an ack or accept"
+          " in flight, %d acknowledged long before, %d twice (a producer's resend)"
           % (k + 1, what, delivered_in[k], lost_in[k], in_flight[k], stale[k], resends[k + 1]))
 left = delivered_in[DRAIN]
 ndup = received - len(copies)
@@ -415,6 +435,11 @@ if in_flight[kills]:
 if sum(resends.values()) > resent:
     fail.append("%d duplicates within one life but the producers resent only %d"
                 % (sum(resends.values()), resent))
+# at most what was in flight: every consumer's credit at every kill, and
+# every message a producer sent again
+bound = resent + (kills + 1) * nlive * credit
+if ndup > bound:
+    fail.append("%d duplicates, more than could have been in flight (%d)" % (ndup, bound))
 if left:
     fail.append("%d messages left on the queues" % left)
 for f in fail:
