@@ -44,6 +44,15 @@ static _Atomic bool failed;
 static bool opt_durable;        /* --durable */
 static bool opt_address_per_pair; /* --address-per-pair */
 
+/* Broker mode: once every message is in, the container is stopped and
+ * run() returns when the connections have closed.  A broker that never
+ * answers a close (or a wake-up lost in the event loop) must not hold the
+ * result back: after CLOSE_GRACE_S the watchdog reports and exits. */
+#define CLOSE_GRACE_S 10
+static _Atomic uint64_t run_over_ns; /* when the container was told to stop */
+static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool joined;                  /* the serving threads returned */
+
 /* Allocations through lepton's hook, from the first send to the end,
  * and in the steady state: while the first receiver goes from 50% to 90%
  * of its messages (or of --duration), once every pool and buffer has
@@ -169,6 +178,13 @@ sender_init(side_t *s)
 }
 
 static void
+stop_at_end(void)
+{
+    atomic_store(&run_over_ns, bench_now_ns());
+    lep_container_stop(container);
+}
+
+static void
 sender_finish(side_t *s, uint64_t now)
 {
     bench_pair_t *p = s->pair;
@@ -177,7 +193,7 @@ sender_finish(side_t *s, uint64_t now)
         atomic_fetch_add(&global.total_sent, bench_count(&p->sent));
         atomic_fetch_add(&global.senders_done, 1);
         if (bench_global_check(&global, opts.connections))
-            lep_container_stop(container);
+            stop_at_end();
     }
     lep_connection_close(s->conn, NULL);
 }
@@ -321,7 +337,7 @@ on_message(void *ctx, lep_receiver_t *r, lep_delivery_t *d, lep_message_t *m)
     if (opts.url) {
         atomic_fetch_add(&global.total_received, 1);
         if (bench_global_check(&global, opts.connections))
-            lep_container_stop(container);
+            stop_at_end();
     }
 }
 
@@ -498,6 +514,61 @@ serve(void *arg)
     return NULL;
 }
 
+/* Prints the result; the exit status, or -1 when out of memory. */
+static int
+report(void)
+{
+    uint64_t run_allocs = atomic_load(&allocs) - atomic_load(&allocs_at_start);
+    bench_result_t r;
+    if (bench_collect(&opts, pairs, &r) != 0) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return -1;
+    }
+    /* lepton's allocations per message, from the first send to the end */
+    double apm = r.received ? (double)run_allocs / (double)r.received : 0;
+    bench_extra_t extra[4] = {{"allocations/msg", "allocs_per_msg", apm}};
+    size_t nextra = 1;
+    if (steady_phase == 2 && steady_msgs[1] > steady_msgs[0])
+        extra[nextra++] = (bench_extra_t){
+            "  steady state", "allocs_per_msg_steady",
+            (double)(steady_allocs[1] - steady_allocs[0]) /
+                (double)(steady_msgs[1] - steady_msgs[0])};
+    /* what the shared title line cannot say */
+    if (opt_durable)
+        extra[nextra++] = (bench_extra_t){"durable", "durable", 1};
+    if (opt_address_per_pair && opts.url)
+        extra[nextra++] = (bench_extra_t){"addresses", "addresses", opts.connections};
+    bench_print(&opts, &r, "lepton", VERSION, extra, nextra);
+    bool ok = bench_result_ok(&opts, &r, PROG) && !atomic_load(&failed);
+    return ok ? BENCH_EXIT_OK : BENCH_EXIT_FAIL;
+}
+
+/* Broker mode: the run is over but the connections have not all closed
+ * CLOSE_GRACE_S later: report anyway (every message is in and settled). */
+static void *
+close_watch(void *arg)
+{
+    for (;;) {
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        uint64_t over = atomic_load(&run_over_ns);
+        if (!over || bench_now_ns() - over < (uint64_t)CLOSE_GRACE_S * 1000000000u)
+            continue;
+        pthread_mutex_lock(&report_lock);
+        if (joined) {
+            pthread_mutex_unlock(&report_lock);
+            return NULL;
+        }
+        fprintf(stderr,
+                PROG ": connections still open %d s after the end of the run (a close "
+                     "not answered); the result stands\n",
+                CLOSE_GRACE_S);
+        int status = report();
+        fflush(stdout);
+        _exit(status < 0 ? BENCH_EXIT_FAIL : status);
+    }
+}
+
 /* Takes lepton-bench's own options out of argv (in place), leaving the
  * shared ones to bench_parse_args. */
 static int
@@ -589,6 +660,9 @@ main(int argc, char **argv)
             fprintf(stderr, PROG ": cannot start a thread\n");
             return BENCH_EXIT_FAIL;
         }
+    pthread_t watch;
+    if (opts.url && pthread_create(&watch, NULL, close_watch, NULL) == 0)
+        pthread_detach(watch);
     rc = bench_supervise(&opts, pairs, PROG);
     if (rc == BENCH_EXIT_TIMEOUT) {
         fflush(stdout);
@@ -596,29 +670,12 @@ main(int argc, char **argv)
     }
     for (unsigned i = 0; i < opts.threads; i++)
         pthread_join(th[i], NULL);
-    uint64_t run_allocs = atomic_load(&allocs) - atomic_load(&allocs_at_start);
-
-    bench_result_t r;
-    if (bench_collect(&opts, pairs, &r) != 0) {
-        fprintf(stderr, PROG ": out of memory\n");
+    pthread_mutex_lock(&report_lock);
+    joined = true;
+    pthread_mutex_unlock(&report_lock);
+    int status = report();
+    if (status == -1)
         return BENCH_EXIT_FAIL;
-    }
-    /* lepton's allocations per message, from the first send to the end */
-    double apm = r.received ? (double)run_allocs / (double)r.received : 0;
-    bench_extra_t extra[4] = {{"allocations/msg", "allocs_per_msg", apm}};
-    size_t nextra = 1;
-    if (steady_phase == 2 && steady_msgs[1] > steady_msgs[0])
-        extra[nextra++] = (bench_extra_t){
-            "  steady state", "allocs_per_msg_steady",
-            (double)(steady_allocs[1] - steady_allocs[0]) /
-                (double)(steady_msgs[1] - steady_msgs[0])};
-    /* what the shared title line cannot say */
-    if (opt_durable)
-        extra[nextra++] = (bench_extra_t){"durable", "durable", 1};
-    if (opt_address_per_pair && opts.url)
-        extra[nextra++] = (bench_extra_t){"addresses", "addresses", opts.connections};
-    bench_print(&opts, &r, "lepton", VERSION, extra, nextra);
-    bool ok = bench_result_ok(&opts, &r, PROG) && !atomic_load(&failed);
 
     lep_container_free(container);
     for (unsigned i = 0; i < opts.connections; i++) {
@@ -629,5 +686,5 @@ main(int argc, char **argv)
     free(sides);
     free(th);
     bench_pairs_free(pairs, opts.connections);
-    return ok ? BENCH_EXIT_OK : BENCH_EXIT_FAIL;
+    return status;
 }
