@@ -41,7 +41,7 @@ static bool use_stdin;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
-static unsigned launched, opened, failed;
+static unsigned launched, opened, failed, running;
 static bool stopping;
 static lep_connection_opts_t copts;
 
@@ -135,6 +135,10 @@ serve(void *arg)
     int rc = lep_container_run(container);
     if (rc)
         fprintf(stderr, PROG ": event loop failed: %s\n", lep_strerror(rc));
+    pthread_mutex_lock(&lock);
+    running--;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
     return NULL;
 }
 
@@ -276,6 +280,7 @@ main(int argc, char **argv)
     pthread_mutex_unlock(&lock);
 
     pthread_t th[64], in;
+    running = threads;
     for (unsigned i = 0; i < threads; i++)
         if (pthread_create(&th[i], NULL, serve, NULL) != 0) {
             fprintf(stderr, PROG ": cannot start a thread\n");
@@ -333,6 +338,22 @@ main(int argc, char **argv)
     stopping = true;
     pthread_mutex_unlock(&lock);
     lep_container_stop(container);
+    /* Closing must not hang the caller (a broker that never answers a
+     * close): after 15 s, leave without waiting. */
+    double end = now_s() + 15;
+    pthread_mutex_lock(&lock);
+    while (running && now_s() < end) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&cond, &lock, &ts);
+    }
+    bool hung = running > 0;
+    pthread_mutex_unlock(&lock);
+    if (hung) {
+        fprintf(stderr, PROG ": connections still closing after 15 s; leaving\n");
+        _exit(status);
+    }
     for (unsigned i = 0; i < threads; i++)
         pthread_join(th[i], NULL);
     lep_container_free(container);
