@@ -705,9 +705,14 @@ lep_proactor_run(lep_proactor_t *p)
         }
         uint64_t v;
         if (woke) {
-            atomic_store(&p->wake_pending, false);
+            /* Drain first, then let the next wake write again: cleared
+             * first, a wake written in between would be drained here with
+             * the flag left set, and every later wake skipped (lost for
+             * good).  A wake that finds the flag still set needs no write:
+             * what it announced was queued before and is looked at below. */
             while (read(p->wakefd, &v, sizeof v) < 0 && errno == EINTR)
                 ;
+            atomic_store(&p->wake_pending, false);
         }
         if (timer)
             while (read(p->timerfd, &v, sizeof v) < 0 && errno == EINTR)
