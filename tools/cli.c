@@ -318,6 +318,7 @@ void
 cli_container_opts(const cli_common_t *o, lep_container_opts_t *copt)
 {
     lep_container_opts_init(copt);
+    copt->id = o->container_id;
     if (o->verbose) {
         copt->trace = trace_line;
         copt->trace_ctx = NULL;

@@ -25,6 +25,7 @@ typedef struct cli_common {
     const char *tls_ca, *tls_cert, *tls_key;
     int verbose;
     int max_reconnect;     /* consecutive attempts; 0: none */
+    const char *container_id; /* NULL: a random UUID */
 } cli_common_t;
 
 void cli_common_init(cli_common_t *o, const char *prog);

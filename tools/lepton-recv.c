@@ -31,6 +31,14 @@ static const char usage_text[] =
     "                          {\"base64\": \"...\"})\n"
     "      --credit N          prefetch window: messages the sender may send ahead\n"
     "                          (default 100)\n"
+    "      --durable           a durable subscription (a topic subscriber's messages\n"
+    "                          are kept while it is away): detaches at the end\n"
+    "                          instead of closing; needs --name and --container-id\n"
+    "                          to find it again\n"
+    "      --unsubscribe       close the link at the end (ends a durable\n"
+    "                          subscription)\n"
+    "      --name NAME         the link name (default: made up)\n"
+    "      --container-id ID   our AMQP container-id (default: a random UUID)\n"
     "%s"
     "\n"
     "Standard output is flushed after each message.  A summary (messages, seconds\n"
@@ -50,6 +58,9 @@ typedef struct receiver {
     uint64_t count;
     bool listen, print, json;
     uint32_t credit;
+    bool durable, unsubscribe;
+    const char *name;
+    lep_receiver_t *rcv;
     uint64_t received;
     uint64_t issued;       /* received + the credit given and not used yet */
     uint64_t awaiting;     /* exactly-once: accepted, not yet settled by the sender */
@@ -91,7 +102,23 @@ finish(receiver_t *s, lep_connection_t *conn)
         lep_container_close_listener(s->c, s->listener);
         s->listener = NULL;
     }
+    /* a durable subscription stays behind unless asked to end it; a
+     * connection that just goes away detaches its links */
+    if (s->rcv && s->durable && !s->unsubscribe)
+        lep_receiver_detach(s->rcv);
+    else if (s->rcv)
+        lep_receiver_close(s->rcv, NULL);
     lep_connection_close(conn, NULL);
+}
+
+static void
+on_timeout(void *ctx)
+{
+    receiver_t *s = ctx;
+    if (s->done)
+        return;
+    s->timed_out = true;
+    finish(s, lep_receiver_connection(s->rcv));
 }
 
 static void
@@ -211,13 +238,17 @@ main(int argc, char **argv)
     cli_common_init(&s.common, PROG);
     s.count = 1;
     s.credit = 100;
-    enum { O_LISTEN = 1, O_PRINT, O_JSON, O_CREDIT };
+    enum { O_LISTEN = 1, O_PRINT, O_JSON, O_CREDIT, O_DURABLE, O_UNSUB, O_NAME, O_CID };
     static const struct option longopts[] = {
         {"count", required_argument, NULL, 'c'},
         {"listen", no_argument, NULL, O_LISTEN},
         {"print", no_argument, NULL, O_PRINT},
         {"json", no_argument, NULL, O_JSON},
         {"credit", required_argument, NULL, O_CREDIT},
+        {"durable", no_argument, NULL, O_DURABLE},
+        {"unsubscribe", no_argument, NULL, O_UNSUB},
+        {"name", required_argument, NULL, O_NAME},
+        {"container-id", required_argument, NULL, O_CID},
         {"help", no_argument, NULL, 'h'},
         CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
@@ -231,6 +262,10 @@ main(int argc, char **argv)
         case O_LISTEN: s.listen = true; break;
         case O_PRINT: s.print = true; break;
         case O_JSON: s.json = true; break;
+        case O_DURABLE: s.durable = true; break;
+        case O_UNSUB: s.unsubscribe = true; break;
+        case O_NAME: s.name = optarg; break;
+        case O_CID: s.common.container_id = optarg; break;
         case O_CREDIT:
             s.credit = (uint32_t)cli_parse_u64(PROG, "--credit", optarg, 1000000);
             if (!s.credit)
@@ -265,7 +300,9 @@ main(int argc, char **argv)
         lep_receiver_opts_init(&ro);
         ro.mode = s.common.mode;
         ro.credit_window = 0; /* granted by hand: never more than --count */
-        rc = lep_container_open_receiver(s.c, s.common.url, &ro, &co, NULL);
+        ro.durable = s.durable;
+        ro.name = s.name;
+        rc = lep_container_open_receiver(s.c, s.common.url, &ro, &co, &s.rcv);
     }
     if (rc) {
         /* the URL and files were checked: what is left is at run time
@@ -277,7 +314,14 @@ main(int argc, char **argv)
     if (s.listen && s.common.verbose)
         cli_error(PROG, "listening on port %u", (unsigned)lep_listener_port(s.listener));
     cli_stop_on_signals(s.c);
-    cli_arm_timeout(s.c, s.common.timeout_s, &s.timed_out);
+    if (s.rcv && s.common.timeout_s > 0) {
+        /* A client's timeout ends its link as a count would (closed, or
+         * detached for a durable subscription), then its connection. */
+        lep_connection_schedule(lep_receiver_connection(s.rcv),
+                                (uint64_t)(s.common.timeout_s * 1000.0 + 0.5), on_timeout, &s);
+    } else {
+        cli_arm_timeout(s.c, s.common.timeout_s, &s.timed_out);
+    }
     s.t0 = cli_now();
     rc = lep_container_run(s.c);
     double secs = s.received ? s.t_last - s.t_first : cli_now() - s.t0;

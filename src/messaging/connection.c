@@ -362,7 +362,11 @@ do_close(lep_connection_t *c, const lep_condition_t *cond)
 static void
 close_if_pending(lep_connection_t *c)
 {
-    if (!c->close_pending || c->in_event)
+    if (c->in_event)
+        return;
+    if (c->links_pending)
+        lepi_links_detach_pending(c);
+    if (!c->close_pending)
         return;
     c->close_pending = false;
     lep_condition_t cond = lep_condition_make(c->close_name, c->close_desc);

@@ -394,8 +394,22 @@ mlink_close(lepi_mlink_t *m, bool closed, const lep_condition_t *cond)
     if (m->app_closed || m->gone)
         return 0;
     m->app_closed = true;
-    if (m->link && lep_link_local_state(m->link) == LEP_STATE_ACTIVE)
+    if (m->link && lep_link_local_state(m->link) == LEP_STATE_ACTIVE) {
+        if (m->conn->in_event) {
+            /* Inside a callback: after what the container does when it
+             * returns (settling the message at hand), or that settlement
+             * would come after the detach and be lost. */
+            m->detach_pending = true;
+            m->detach_closed = closed;
+            if (lep_condition_set(cond)) {
+                m->close_name = lepi_bytes_dup(cond->name);
+                m->close_desc = lepi_bytes_dup(cond->description);
+            }
+            m->conn->links_pending = true;
+            return 0;
+        }
         return lep_link_detach(m->link, closed, cond);
+    }
     if (m->link && lep_link_local_state(m->link) == LEP_STATE_UNINIT) {
         /* A link the peer opened, refused inside on_*_open: the container
          * answers the attach and detaches at once (2.6.3) with cond. */
@@ -985,5 +999,20 @@ lepi_links_transport_gone(lep_connection_t *c, bool final, void ***ctxs, size_t 
          * they live on until its final event (lepi_links_free_all). */
         if (!final && (m->incoming || m->app_closed || m->gone))
             mlink_free(m);
+    }
+}
+
+void
+lepi_links_detach_pending(lep_connection_t *c)
+{
+    c->links_pending = false;
+    for (lepi_mlink_t *m = c->links; m; m = m->next) {
+        if (!m->detach_pending)
+            continue;
+        m->detach_pending = false;
+        if (!m->link || lep_link_local_state(m->link) != LEP_STATE_ACTIVE)
+            continue;
+        lep_condition_t cond = lep_condition_make(m->close_name, m->close_desc);
+        lep_link_detach(m->link, m->detach_closed, m->close_name ? &cond : NULL);
     }
 }

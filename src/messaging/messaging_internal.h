@@ -82,8 +82,10 @@ typedef struct lepi_mlink {
     bool auto_accept;
     bool dynamic;
     /* a close asked for before the link was attached (refusal in
-     * on_*_open): the condition to detach with */
+     * on_*_open), or inside a callback (detach_pending): the condition
+     * to detach with */
     char *close_name, *close_desc;
+    bool detach_pending, detach_closed;
 } lepi_mlink_t;
 
 struct lep_sender {
@@ -136,6 +138,7 @@ struct lep_connection {
     bool reconnecting;     /* inside on_disconnected */
     int in_event;          /* dispatching an engine event: a close waits for its end */
     bool close_pending;
+    bool links_pending;    /* some link's detach waits for the callback's end */
     char *close_name, *close_desc;
     atomic_int refs;
     atomic_bool ic_held;   /* our hold on ic, taken once by whoever sees it first */
@@ -172,6 +175,8 @@ void lepi_links_event(lep_connection_t *c, const lep_event_t *ev);
 void lepi_links_transport_gone(lep_connection_t *c, bool final, void ***ctxs, size_t *n,
                                size_t *cap);
 void lepi_links_free_all(lep_connection_t *c);
+/* The detaches asked for inside callbacks, now that they returned. */
+void lepi_links_detach_pending(lep_connection_t *c);
 /* A session ended: its links are over. */
 void lepi_links_session_end(lep_connection_t *c, lep_session_t *s, const lep_condition_t *cond);
 /* A string address from an encoded terminus address (string or symbol);
