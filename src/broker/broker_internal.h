@@ -61,7 +61,8 @@ typedef struct bmsg {
 } bmsg_t;
 
 /* A message from its encoded bytes (copied) and its decoded fields.
- * m may be NULL (recovery): the fields are decoded from data then. */
+ * m may be NULL (recovery): the fields are decoded from data then.
+ * now_ms: the time a TTL counts from; -1 reads the clock if there is one. */
 int lepi_bmsg_new(bmsg_t **out, const void *data, size_t len, const lep_message_t *m,
                   lep_message_t *scratch, int64_t now_ms);
 /* A private copy (refs 1, not stored) to change, e.g. a dead letter's. */

@@ -55,6 +55,8 @@ lepi_bmsg_new(bmsg_t **out, const void *data, size_t len, const lep_message_t *m
     if (lep_message_has(m, LEP_MSG_ABSOLUTE_EXPIRY_TIME) && lep_message_absolute_expiry_time(m))
         msg->expires = lep_message_absolute_expiry_time(m);
     if (lep_message_has(m, LEP_MSG_TTL) && lep_message_ttl(m)) {
+        if (now_ms < 0)
+            now_ms = lepi_now_ms(); /* only a TTL needs the time */
         int64_t t = now_ms + lep_message_ttl(m);
         if (!msg->expires || t < msg->expires)
             msg->expires = t;

@@ -163,7 +163,7 @@ lepi_producer_message(bproducer_t *p, lep_delivery_t *d, lep_message_t *m)
     }
     lep_bytes_t bytes = lep_delivery_data(d);
     bmsg_t *msg;
-    int rc = lepi_bmsg_new(&msg, bytes.ptr, bytes.len, m, NULL, lepi_now_ms());
+    int rc = lepi_bmsg_new(&msg, bytes.ptr, bytes.len, m, NULL, -1);
     if (rc) {
         refuse(d, "amqp:resource-limit-exceeded", "out of memory");
         lepi_producer_credit(p);

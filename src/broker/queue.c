@@ -318,7 +318,10 @@ feed_browsers_locked(bqueue_t *q)
     }
 }
 
-/* Under lock.  Expired entries found on the way go to dead. */
+/* Under lock.  Expired entries found on the way go to dead; now is the
+ * time in ms, 0 to skip the expiry check, -1 to read the clock only if an
+ * entry with an expiry comes by (most have none: no clock read per
+ * message). */
 static void
 dispatch_locked(bqueue_t *q, blist_t *dead, int64_t now)
 {
@@ -329,9 +332,13 @@ dispatch_locked(bqueue_t *q, blist_t *dead, int64_t now)
         if (!c)
             break;
         bentry_t *e = pop_highest(q);
-        if (e->msg->expires && e->msg->expires <= now) {
-            lepi_blist_push_back(dead, e);
-            continue;
+        if (e->msg->expires && now) {
+            if (now < 0)
+                now = lepi_now_ms();
+            if (e->msg->expires <= now) {
+                lepi_blist_push_back(dead, e);
+                continue;
+            }
         }
         e->owner = c;
         lepi_blist_push_back(&c->outbox, e);
@@ -359,7 +366,7 @@ lepi_queue_dispatch(bqueue_t *q)
 {
     blist_t dead = {0};
     pthread_mutex_lock(&q->lock);
-    dispatch_locked(q, &dead, lepi_now_ms());
+    dispatch_locked(q, &dead, -1);
     pthread_mutex_unlock(&q->lock);
     expire_all(q, &dead);
 }
@@ -411,7 +418,7 @@ lepi_queue_put(bqueue_t *q, bmsg_t *msg, bool stored)
     q->depth++;
     q->bytes += msg->len;
     q->enqueued++;
-    dispatch_locked(q, &dead, msg->expires ? lepi_now_ms() : 0);
+    dispatch_locked(q, &dead, msg->expires ? -1 : 0);
     pthread_mutex_unlock(&q->lock);
     if (dropped)
         lepi_queue_dead_letter(q, dropped, "dropped (queue full)");
