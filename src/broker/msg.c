@@ -46,6 +46,7 @@ lepi_bmsg_new(bmsg_t **out, const void *data, size_t len, const lep_message_t *m
     if (!msg)
         return LEP_ERR_NOMEM;
     atomic_init(&msg->refs, 1);
+    atomic_flag_clear_explicit(&msg->entry_taken, memory_order_relaxed);
     msg->id = 0;
     msg->stored = false;
     msg->durable = lep_message_durable(m);
@@ -107,6 +108,7 @@ lepi_bmsg_clone(const bmsg_t *m)
         return NULL;
     memcpy(c, m, sizeof *c + m->len);
     atomic_init(&c->refs, 1);
+    atomic_flag_clear_explicit(&c->entry_taken, memory_order_relaxed);
     c->id = 0;
     c->stored = false;
     return c;

@@ -100,11 +100,32 @@ lepi_queue_ref(bqueue_t *q)
     atomic_fetch_add(&q->refs, 1);
 }
 
+/* An entry for msg: the one allocated with it if no queue took it yet. */
+static bentry_t *
+entry_alloc(bmsg_t *msg)
+{
+    if (!atomic_flag_test_and_set_explicit(&msg->entry_taken, memory_order_relaxed))
+        return &msg->entry;
+    return lep_malloc(sizeof(bentry_t));
+}
+
+/* An entry from entry_alloc that was not used after all. */
+static void
+entry_unused(bentry_t *e, bmsg_t *msg)
+{
+    if (e == &msg->entry)
+        atomic_flag_clear_explicit(&msg->entry_taken, memory_order_relaxed);
+    else
+        lep_free(e);
+}
+
 static void
 entry_free(bentry_t *e)
 {
-    lepi_bmsg_unref(e->msg);
-    lep_free(e);
+    bmsg_t *msg = e->msg;
+    if (e != &msg->entry)
+        lep_free(e);
+    lepi_bmsg_unref(msg); /* may free e too, with msg */
 }
 
 void
@@ -381,7 +402,7 @@ lepi_queue_dispatch_locked(bqueue_t *q)
 int
 lepi_queue_put(bqueue_t *q, bmsg_t *msg, bool stored)
 {
-    bentry_t *e = lep_malloc(sizeof *e);
+    bentry_t *e = entry_alloc(msg);
     if (!e)
         return LEP_ERR_NOMEM;
     memset(e, 0, sizeof *e);
@@ -393,14 +414,14 @@ lepi_queue_put(bqueue_t *q, bmsg_t *msg, bool stored)
     pthread_mutex_lock(&q->lock);
     if (q->deleted) {
         pthread_mutex_unlock(&q->lock);
-        lep_free(e);
+        entry_unused(e, msg);
         return LEP_ERR_NOT_FOUND;
     }
     if (lepi_queue_room_locked(q) == 0) {
         if (q->policy.overflow == LEP_OVERFLOW_REJECT) {
             q->rejected_full++;
             pthread_mutex_unlock(&q->lock);
-            lep_free(e);
+            entry_unused(e, msg);
             return LEP_ERR_LIMIT;
         }
         if (q->policy.overflow == LEP_OVERFLOW_DROP_HEAD) {
