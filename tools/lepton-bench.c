@@ -168,7 +168,8 @@ sender_init(side_t *s)
         return -1;
     for (size_t i = BENCH_TS_LEN; i < opts.size; i++)
         s->body[i] = (uint8_t)('a' + i % 26);
-    lep_message_set_durable(s->msg, opt_durable);
+    if (opt_durable) /* only then: setting false would add a header section */
+        lep_message_set_durable(s->msg, true);
     if ((rc = lep_message_set_body_data(s->msg, (lep_bytes_t){s->body, opts.size})) != 0 ||
         (rc = lep_message_encode(s->msg, &s->out)) != 0)
         return -1;
