@@ -17,6 +17,12 @@ lepi_now_ms(void)
 static size_t
 header_length(const uint8_t *p, size_t len)
 {
+    /* Most messages start with another section, named by its first three
+     * bytes (0x00 0x53 CODE): no need to decode it to know (the peek below
+     * decodes the whole section: some 540 instructions per message). */
+    if (len < 3 || p[0] != LEP_FC_DESCRIBED ||
+        (p[1] == LEP_FC_SMALLULONG && p[2] != LEP_DESC_HEADER))
+        return 0;
     lep_reader_t r;
     lep_atom_t a;
     uint64_t code;
