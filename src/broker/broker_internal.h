@@ -60,6 +60,7 @@ typedef struct bentry {
     uint32_t delivery_count;   /* deliveries so far (redelivered ones count) */
     bconsumer_t *owner;        /* in an outbox or in flight; NULL in a lane */
     bool durable;              /* journalled on this queue (ack it there) */
+    bool grouped;              /* counted in its queue's group table (held by owner) */
 } bentry_t;
 
 struct bmsg {
@@ -67,6 +68,7 @@ struct bmsg {
     uint64_t id;          /* store id (0: not stored) */
     int64_t expires;      /* ms since the epoch; 0: never */
     uint8_t priority;     /* 0..9 */
+    uint32_t group;       /* hash of the group-id property; 0: in no group */
     bool durable;
     bool stored;          /* written to the journal (some queue holds it durably) */
     size_t header_len;    /* bytes of the header section at the start of data (0: none) */
@@ -125,6 +127,12 @@ struct bqueue {
     size_t nconsumers, capconsumers, rr;
     bconsumer_t *browsers;    /* distribution-mode copy */
     bproducer_t *blocked;     /* producers waiting for room (overflow block) */
+    /* message groups: the consumer holding each group (open addressing by
+     * the group-id's hash, 0 free); a group is held while its owner has
+     * messages of it not yet settled */
+    struct bgroup *groups;
+    size_t capgroups, ngroups;
+    size_t grouped;           /* messages with a group-id on the queue */
     bool deleted;
     /* topic subscriptions */
     char *pattern;            /* the topic pattern after the topic prefix */

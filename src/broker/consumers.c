@@ -438,6 +438,7 @@ lepi_consumer_close(bconsumer_t *c)
     blist_t outbox;
     pthread_mutex_lock(&q->lock);
     c->detached = true;
+    c->credit = 0; /* the groups it holds until its messages are back get no more */
     if (c->browse) {
         for (bconsumer_t **pp = &q->browsers; *pp; pp = &(*pp)->bnext)
             if (*pp == c) {

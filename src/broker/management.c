@@ -9,7 +9,7 @@
 
 /* A queue's figures, read under its lock. */
 typedef struct qstats {
-    size_t depth, bytes, consumers;
+    size_t depth, bytes, consumers, groups;
     uint64_t enqueued, delivered, acked, dead_lettered, expired, rejected_full;
     bool durable;
     bqueue_kind_t kind;
@@ -24,6 +24,7 @@ read_stats(bqueue_t *q, qstats_t *s)
     s->consumers = q->nconsumers;
     for (bconsumer_t *c = q->browsers; c; c = c->bnext)
         s->consumers++;
+    s->groups = q->ngroups;
     s->enqueued = q->enqueued;
     s->delivered = q->delivered;
     s->acked = q->acked;
@@ -63,6 +64,8 @@ encode_queue(lep_encoder_t *e, bqueue_t *q)
     lep_encode_ulong(e, s.bytes);
     lep_encode_cstring(e, "consumers");
     lep_encode_ulong(e, s.consumers);
+    lep_encode_cstring(e, "groups");
+    lep_encode_ulong(e, s.groups);
     lep_encode_cstring(e, "enqueued");
     lep_encode_ulong(e, s.enqueued);
     lep_encode_cstring(e, "delivered");
@@ -240,6 +243,7 @@ static const struct {
     {"lepton_queue_depth", "Messages on the queue (waiting, being sent or unacknowledged)", LEPI_PROM_GAUGE},
     {"lepton_queue_bytes", "Bytes of the messages on the queue", LEPI_PROM_GAUGE},
     {"lepton_queue_consumers", "Consumers and browsers attached", LEPI_PROM_GAUGE},
+    {"lepton_queue_groups", "Message groups held by a consumer", LEPI_PROM_GAUGE},
     {"lepton_queue_enqueued_total", "Messages put on the queue", LEPI_PROM_COUNTER},
     {"lepton_queue_delivered_total", "Messages handed to consumers", LEPI_PROM_COUNTER},
     {"lepton_queue_acked_total", "Messages consumers accepted", LEPI_PROM_COUNTER},
@@ -253,7 +257,7 @@ render_queue(void *ctx, bqueue_t *q)
     render_ctx_t *r = ctx;
     qstats_t s;
     read_stats(q, &s);
-    uint64_t v[] = {s.depth, s.bytes, s.consumers, s.enqueued, s.delivered, s.acked,
+    uint64_t v[] = {s.depth, s.bytes, s.consumers, s.groups, s.enqueued, s.delivered, s.acked,
                     s.dead_lettered, s.expired};
     const char *labels[] = {"queue", q->name, "type", kind_name(s.kind), NULL};
     lepi_prom_sample_u64(r->out, families[r->pass].name, labels, v[r->pass]);

@@ -68,6 +68,15 @@ lepi_bmsg_new(bmsg_t **out, const void *data, size_t len, const lep_message_t *m
         if (!msg->expires || t < msg->expires)
             msg->expires = t;
     }
+    msg->group = 0;
+    lep_bytes_t group = lep_message_group_id(m);
+    if (group.len) {
+        /* FNV-1a; two groups with one hash share their consumer */
+        uint32_t h = 2166136261u;
+        for (size_t i = 0; i < group.len; i++)
+            h = (h ^ ((const uint8_t *)group.ptr)[i]) * 16777619u;
+        msg->group = h ? h : 1;
+    }
     msg->len = len;
     memcpy(msg->data, data, len);
     msg->header_len = header_length(msg->data, len);

@@ -61,6 +61,102 @@ lepi_blist_pop(blist_t *l)
 }
 
 /* ------------------------------------------------------------------ */
+/* Message groups                                                       */
+
+/* Messages with the same group-id go to one consumer at a time, in
+ * order: a group belongs to the consumer that has messages of it not yet
+ * settled, and is free again once it has none (then its next message
+ * goes to whichever consumer's turn it is).  The table holds only the
+ * groups held, so it is bounded by the messages in flight. */
+struct bgroup {
+    uint32_t hash;    /* 0: a free slot */
+    uint32_t held;    /* messages of the group in its owner's outbox or in flight */
+    bconsumer_t *owner;
+};
+
+static struct bgroup *
+group_find(bqueue_t *q, uint32_t hash)
+{
+    if (!q->ngroups)
+        return NULL;
+    size_t mask = q->capgroups - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+        if (q->groups[i].hash == hash)
+            return &q->groups[i];
+        if (!q->groups[i].hash)
+            return NULL;
+    }
+}
+
+static struct bgroup *
+group_slot(struct bgroup *t, size_t cap, uint32_t hash)
+{
+    size_t i = hash & (cap - 1);
+    while (t[i].hash && t[i].hash != hash)
+        i = (i + 1) & (cap - 1);
+    return &t[i];
+}
+
+/* The group's entry, made free (held 0) if it has none; NULL: no memory. */
+static struct bgroup *
+group_add(bqueue_t *q, uint32_t hash)
+{
+    struct bgroup *g = group_find(q, hash);
+    if (g)
+        return g;
+    if ((q->ngroups + 1) * 2 > q->capgroups) {
+        size_t cap = q->capgroups ? q->capgroups * 2 : 16;
+        struct bgroup *t = lep_calloc(cap, sizeof *t);
+        if (!t)
+            return NULL;
+        for (size_t i = 0; i < q->capgroups; i++)
+            if (q->groups[i].hash)
+                *group_slot(t, cap, q->groups[i].hash) = q->groups[i];
+        lep_free(q->groups);
+        q->groups = t;
+        q->capgroups = cap;
+    }
+    g = group_slot(q->groups, q->capgroups, hash);
+    *g = (struct bgroup){.hash = hash};
+    q->ngroups++;
+    return g;
+}
+
+/* Removes g, moving back the entries of its probe run that follow. */
+static void
+group_remove(bqueue_t *q, struct bgroup *g)
+{
+    size_t mask = q->capgroups - 1;
+    size_t hole = (size_t)(g - q->groups);
+    g->hash = 0;
+    q->ngroups--;
+    for (size_t i = (hole + 1) & mask; q->groups[i].hash; i = (i + 1) & mask) {
+        size_t home = q->groups[i].hash & mask;
+        /* moves back unless its home lies cyclically in (hole, i] */
+        if (hole <= i ? (home <= hole || home > i) : (home <= hole && home > i)) {
+            q->groups[hole] = q->groups[i];
+            q->groups[i].hash = 0;
+            hole = i;
+        }
+    }
+}
+
+/* Under lock: e leaves its consumer (settled, given back or dead).  True
+ * when that freed its group. */
+static bool
+group_release_locked(bqueue_t *q, bentry_t *e)
+{
+    if (!e->grouped)
+        return false;
+    e->grouped = false;
+    struct bgroup *g = group_find(q, e->msg->group);
+    if (!g || --g->held)
+        return false;
+    group_remove(q, g);
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
 /* Life cycle                                                           */
 
 static int
@@ -139,6 +235,7 @@ lepi_queue_unref(bqueue_t *q)
             entry_free(e);
     }
     pthread_mutex_destroy(&q->lock);
+    lep_free(q->groups);
     lep_free(q->consumers);
     lep_free(q->policy.dead_letter_address);
     lep_free(q->pattern);
@@ -206,6 +303,12 @@ entry_gone(bqueue_t *q, bentry_t *e, uint64_t *counter)
     q->bytes -= e->msg->len;
     if (counter)
         (*counter)++;
+    if (e->msg->group) {
+        q->grouped--;
+        /* its group's waiting messages may go to another consumer now */
+        if (group_release_locked(q, e))
+            lepi_queue_dispatch_locked(q);
+    }
     unblock_locked(q);
     pthread_mutex_unlock(&q->lock);
     if (e->durable && q->b->store)
@@ -339,6 +442,61 @@ feed_browsers_locked(bqueue_t *q)
     }
 }
 
+/* Under lock: e goes to c's outbox. */
+static void
+hand_over_locked(bqueue_t *q, bconsumer_t *c, bentry_t *e)
+{
+    e->owner = c;
+    lepi_blist_push_back(&c->outbox, e);
+    c->credit--;
+    q->delivered++;
+    if (c->outbox.n == 1)
+        wake_consumer_locked(c);
+}
+
+/* True when e has expired (now as for dispatch_locked; read when needed). */
+static bool
+expired(const bentry_t *e, int64_t *now)
+{
+    if (!e->msg->expires || !*now)
+        return false;
+    if (*now < 0)
+        *now = lepi_now_ms();
+    return e->msg->expires <= *now;
+}
+
+/* Under lock, with messages of some group on the queue: each message in
+ * priority and arrival order goes to its group's owner, or (in no group,
+ * or a group nobody holds) to the next consumer with credit; one whose
+ * owner has no credit waits, and those behind it go ahead. */
+static void
+dispatch_groups_locked(bqueue_t *q, blist_t *dead, int64_t now)
+{
+    for (int i = LEPI_PRIORITIES - 1; i >= 0; i--) {
+        for (bentry_t *e = q->lanes[i].head, *next; e; e = next) {
+            next = e->next;
+            uint32_t hash = e->msg->group;
+            struct bgroup *g = hash ? group_find(q, hash) : NULL;
+            bconsumer_t *c = g ? g->owner : next_consumer(q);
+            if (!c)
+                return; /* no consumer has credit */
+            if (g && c->credit <= 0)
+                continue;
+            lepi_blist_remove(&q->lanes[i], e);
+            if (expired(e, &now)) {
+                lepi_blist_push_back(dead, e);
+                continue;
+            }
+            if (hash && (g || (g = group_add(q, hash)))) {
+                g->owner = c;
+                g->held++;
+                e->grouped = true;
+            }
+            hand_over_locked(q, c, e);
+        }
+    }
+}
+
 /* Under lock.  Expired entries found on the way go to dead; now is the
  * time in ms, 0 to skip the expiry check, -1 to read the clock only if an
  * entry with an expiry comes by (most have none: no clock read per
@@ -348,25 +506,21 @@ dispatch_locked(bqueue_t *q, blist_t *dead, int64_t now)
 {
     if (q->browsers)
         feed_browsers_locked(q);
+    if (q->grouped) {
+        if (q->nconsumers)
+            dispatch_groups_locked(q, dead, now);
+        return;
+    }
     while (q->nconsumers && has_messages(q)) {
         bconsumer_t *c = next_consumer(q);
         if (!c)
             break;
         bentry_t *e = pop_highest(q);
-        if (e->msg->expires && now) {
-            if (now < 0)
-                now = lepi_now_ms();
-            if (e->msg->expires <= now) {
-                lepi_blist_push_back(dead, e);
-                continue;
-            }
+        if (expired(e, &now)) {
+            lepi_blist_push_back(dead, e);
+            continue;
         }
-        e->owner = c;
-        lepi_blist_push_back(&c->outbox, e);
-        c->credit--;
-        q->delivered++;
-        if (c->outbox.n == 1)
-            wake_consumer_locked(c);
+        hand_over_locked(q, c, e);
     }
 }
 
@@ -439,6 +593,8 @@ lepi_queue_put(bqueue_t *q, bmsg_t *msg, bool stored)
     q->depth++;
     q->bytes += msg->len;
     q->enqueued++;
+    if (msg->group)
+        q->grouped++;
     dispatch_locked(q, &dead, msg->expires ? -1 : 0);
     pthread_mutex_unlock(&q->lock);
     if (dropped)
@@ -471,6 +627,7 @@ void
 lepi_queue_requeue_locked(bqueue_t *q, bentry_t *e)
 {
     e->owner = NULL;
+    group_release_locked(q, e); /* the caller dispatches */
     lepi_blist_push_front(&q->lanes[e->msg->priority], e);
 }
 

@@ -117,6 +117,7 @@ typedef struct client {
     const char *const *bodies; /* NULL: "m<i>" */
     const char *to;            /* relay: every message's "to" */
     const char *reply_to;
+    const char *const *groups; /* each message's group-id (NULL: none) */
     bool durable;
     int priority;              /* -1: none */
     uint32_t ttl;
@@ -126,6 +127,7 @@ typedef struct client {
     /* receiving */
     int nrecv;                 /* stop after this many */
     uint32_t credit;
+    uint32_t manual_credit;    /* no window: this much credit once */
     bool browse;
     bool durable_sub;
     bool detach_at_end;        /* detach instead of close (durable subscription) */
@@ -177,6 +179,8 @@ c_sendable(void *ctx, lep_sender_t *s)
             lep_message_set_to(m, lep_bytes_str(k->to));
         if (k->reply_to)
             lep_message_set_reply_to(m, lep_bytes_str(k->reply_to));
+        if (k->groups && k->groups[k->sent])
+            lep_message_set_group_id(m, lep_bytes_str(k->groups[k->sent]));
         if (k->durable)
             lep_message_set_durable(m, true);
         if (k->priority >= 0)
@@ -345,11 +349,13 @@ client_run(client_t *k)
         lep_receiver_opts_t ro;
         lep_receiver_opts_init(&ro);
         ro.name = k->name;
-        ro.credit_window = k->credit ? k->credit : 10;
+        ro.credit_window = k->manual_credit ? 0 : k->credit ? k->credit : 10;
         ro.distribution_mode = k->browse ? "copy" : NULL;
         ro.durable = k->durable_sub;
         ro.auto_accept = !k->hold;
         assert_int_equal(lep_connection_open_receiver(k->conn, k->address, &ro, &k->rcv), 0);
+        if (k->manual_credit)
+            assert_int_equal(lep_receiver_flow(k->rcv, k->manual_credit), 0);
         k->last_activity = lep_proactor_now_ms();
         lep_connection_schedule(k->conn, 50, c_idle_check, k);
     }
@@ -452,6 +458,181 @@ test_browse(void **state)
     r.nrecv = 20;
     client_run(&r);
     assert_int_equal(r.got, 20);
+    tb_fini(&t);
+}
+
+/* GET /metrics from the broker's metrics listener, into buf. */
+static void
+get_metrics(tb_t *t, char *buf, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(lep_broker_metrics_port(t->b))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
+    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    size_t got = 0;
+    ssize_t n;
+    while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) > 0)
+        got += (size_t)n;
+    buf[got] = '\0';
+    close(fd);
+}
+
+/* The value of the sample that starts with prefix (name and labels), or -1. */
+static long
+metric(const char *text, const char *prefix)
+{
+    const char *p = strstr(text, prefix);
+    return p ? strtol(p + strlen(prefix), NULL, 10) : -1;
+}
+
+/* The consumer that got message "m<i>" first (a or b), or 0; *pos its
+ * place there.  (One closing first gives its messages to the other, as
+ * redeliveries.) */
+static char
+who_got(const client_t *a, const client_t *b, int i, int *pos)
+{
+    char want[16];
+    snprintf(want, sizeof want, "m%d", i);
+    for (int j = 0; j < a->got && j < MAXMSG; j++)
+        if (a->delivery_count[j] == 0 && strcmp(a->bodies_got[j], want) == 0)
+            return *pos = j, 'a';
+    for (int j = 0; j < b->got && j < MAXMSG; j++)
+        if (b->delivery_count[j] == 0 && strcmp(b->bodies_got[j], want) == 0)
+            return *pos = j, 'b';
+    return 0;
+}
+
+static int
+first_deliveries(const client_t *k)
+{
+    int n = 0;
+    for (int j = 0; j < k->got && j < MAXMSG; j++)
+        n += k->delivery_count[j] == 0;
+    return n;
+}
+
+static void
+test_message_groups(void **state)
+{
+    arm_alarm(30);
+    tb_t t;
+    tb_init(&t, false);
+    lep_broker_config_set_str(&t.cfg.metrics_listen, "127.0.0.1:0");
+    tb_start(&t);
+
+    /* Two consumers holding what they get: each group's messages all go
+     * to one of them, in order (round-robin alone would split them). */
+    static const char *const cycle[12] = {"g0", "g1", "g2", "g0", "g1", "g2",
+                                          "g0", "g1", "g2", "g0", "g1", "g2"};
+    client_t a, b, s;
+    client_init(&a, t.url, "queue.groups");
+    client_init(&b, t.url, "queue.groups");
+    a.hold = b.hold = true;
+    a.idle_ms = b.idle_ms = 800;
+    pthread_t ta, tbh;
+    pthread_create(&ta, NULL, run_client_thread, &a);
+    usleep(100 * 1000);
+    pthread_create(&tbh, NULL, run_client_thread, &b);
+    usleep(200 * 1000); /* both attached */
+    client_init(&s, t.url, "queue.groups");
+    s.nsend = 12;
+    s.groups = cycle;
+    client_run(&s);
+    assert_int_equal(s.accepted, 12);
+    pthread_join(ta, NULL);
+    pthread_join(tbh, NULL);
+    assert_int_equal(first_deliveries(&a) + first_deliveries(&b), 12);
+    assert_true(first_deliveries(&a) > 0 && first_deliveries(&b) > 0);
+    for (int g = 0; g < 3; g++) {
+        char owner = 0;
+        int last = -1;
+        for (int i = g; i < 12; i += 3) {
+            int pos = -1;
+            char w = who_got(&a, &b, i, &pos);
+            assert_true(w != 0);
+            if (!owner)
+                owner = w;
+            assert_int_equal(w, owner);  /* one consumer per group */
+            assert_true(pos > last);     /* in order */
+            last = pos;
+        }
+    }
+
+    /* A group's owner without credit holds back that group only; when it
+     * goes away unsettled its messages go, in order, to the other. */
+    static const char *const two[10] = {"x", "x", "x", "x", "x", "y", "y", "y", "y", "y"};
+    client_init(&a, t.url, "queue.groups2");
+    client_init(&b, t.url, "queue.groups2");
+    a.hold = b.hold = true;
+    a.manual_credit = 2;
+    a.idle_ms = 700;
+    b.manual_credit = 20;
+    b.idle_ms = 2500;
+    pthread_create(&ta, NULL, run_client_thread, &a);
+    usleep(100 * 1000);
+    pthread_create(&tbh, NULL, run_client_thread, &b);
+    usleep(200 * 1000);
+    client_init(&s, t.url, "queue.groups2");
+    s.nsend = 10;
+    s.groups = two;
+    client_run(&s);
+    assert_int_equal(s.accepted, 10);
+    pthread_join(ta, NULL);
+    pthread_join(tbh, NULL);
+    assert_int_equal(a.got, 2);
+    assert_string_equal(a.bodies_got[0], "m0");
+    assert_string_equal(a.bodies_got[1], "m1");
+    assert_int_equal(b.got, 10);
+    static const char *const want[10] = {"m5", "m6", "m7", "m8", "m9",
+                                         "m0", "m1", "m2", "m3", "m4"};
+    for (int i = 0; i < 10; i++)
+        assert_string_equal(b.bodies_got[i], want[i]);
+    /* the two a had were delivered once before */
+    assert_int_equal(b.delivery_count[5], 1);
+    assert_int_equal(b.delivery_count[6], 1);
+    assert_int_equal(b.delivery_count[7], 0);
+
+    /* Many groups at once (the table grows), all let go in one go when
+     * their holder leaves: none stays held, and the next consumer gets
+     * every group's messages in order. */
+    enum { NG = 150, PER = 4 };
+    static char names[NG][8];
+    static const char *many[NG * PER];
+    for (int i = 0; i < NG * PER; i++) {
+        snprintf(names[i % NG], sizeof names[0], "k%d", i % NG);
+        many[i] = names[i % NG];
+    }
+    client_init(&a, t.url, "queue.groups3");
+    a.hold = true;
+    a.credit = 1000;
+    a.idle_ms = 1500; /* holds them all while the metrics are read */
+    pthread_create(&ta, NULL, run_client_thread, &a);
+    usleep(200 * 1000);
+    client_init(&s, t.url, "queue.groups3");
+    s.nsend = NG * PER;
+    s.groups = many;
+    client_run(&s);
+    assert_int_equal(s.accepted, NG * PER);
+    char text[65536];
+    get_metrics(&t, text, sizeof text);
+    assert_int_equal(metric(text, "lepton_queue_groups{queue=\"queue.groups3\",type=\"queue\"} "), NG);
+    pthread_join(ta, NULL); /* closes holding all of them */
+    assert_int_equal(a.got, NG * PER);
+    client_init(&b, t.url, "queue.groups3");
+    b.credit = 1000;
+    b.nrecv = NG * PER;
+    client_run(&b);
+    assert_int_equal(b.got, NG * PER);
+    for (int i = 0; i < NG * PER; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "m%d", i);
+        assert_string_equal(b.bodies_got[i], body);
+    }
+    get_metrics(&t, text, sizeof text);
+    assert_int_equal(metric(text, "lepton_queue_groups{queue=\"queue.groups3\",type=\"queue\"} "), 0);
+    assert_int_equal(metric(text, "lepton_queue_depth{queue=\"queue.groups3\",type=\"queue\"} "), 0);
     tb_fini(&t);
 }
 
@@ -1031,19 +1212,8 @@ test_management_and_metrics(void **state)
     assert_int_equal(x.status[2], 404);
     assert_int_equal(x.status[3], 204);
     /* metrics over HTTP */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(lep_broker_metrics_port(t.b))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
-    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
     char buf[65536];
-    size_t got = 0;
-    ssize_t n;
-    while ((n = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
-        got += (size_t)n;
-    buf[got] = '\0';
-    close(fd);
+    get_metrics(&t, buf, sizeof buf);
     assert_non_null(strstr(buf, "200"));
     assert_non_null(strstr(buf, "lepton_queue_depth{queue=\"queue.made\""));
     assert_non_null(strstr(buf, "lepton_messages_in_total"));
@@ -1057,6 +1227,7 @@ main(void)
         cmocka_unit_test(test_queue_roundtrip),
         cmocka_unit_test(test_competing_consumers),
         cmocka_unit_test(test_browse),
+        cmocka_unit_test(test_message_groups),
         cmocka_unit_test(test_topics_wildcards),
         cmocka_unit_test(test_durable_subscription),
         cmocka_unit_test(test_request_response),
