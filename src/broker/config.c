@@ -473,6 +473,31 @@ type_error(ctx_t *x, const lepi_json_t *v, const char *key, const char *want)
     return at(x, v, "\"%s\" must be %s, not %s", key, want, a_type(v->type));
 }
 
+/* Whether member m's key is k.  Keys are compared with their length:
+ * "threads\u0000x" is a key of its own (unknown), not "threads". */
+static bool
+key_is(const lepi_json_member_t *m, const char *k)
+{
+    return m->key_len == strlen(k) && memcmp(m->key, k, m->key_len) == 0;
+}
+
+/* m's key for messages, a NUL written as \u0000 (truncated to fit). */
+static const char *
+key_text(const lepi_json_member_t *m, char *buf, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < m->key_len && o + 7 < n; i++) {
+        if (m->key[i] == '\0') {
+            memcpy(buf + o, "\\u0000", 6);
+            o += 6;
+        } else {
+            buf[o++] = m->key[i];
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 /* A string without NUL characters; empty ones only when allow_empty. */
 static int
 get_string(ctx_t *x, const lepi_json_t *v, const char *key, bool allow_empty, const char **out)
@@ -763,18 +788,18 @@ static int
 parse_policy(ctx_t *x, const lepi_json_t *obj, const char *path, lep_queue_policy_t *p,
              const lep_queue_policy_t *base, bool named)
 {
-    char key[96];
+    char key[96], kt[64];
     if (obj->type != LEPI_JSON_OBJECT)
         return type_error(x, obj, path, "an object");
     for (size_t i = 0; i < obj->u.obj.n; i++) {
         const lepi_json_member_t *m = &obj->u.obj.members[i];
-        if (named && strcmp(m->key, "name") == 0)
+        if (named && key_is(m, "name"))
             continue;
         const struct pfield *f = NULL;
         for (size_t k = 0; k < sizeof policy_fields / sizeof policy_fields[0]; k++)
-            if (strcmp(m->key, policy_fields[k].key) == 0)
+            if (key_is(m, policy_fields[k].key))
                 f = &policy_fields[k];
-        snprintf(key, sizeof key, "%s.%s", path, m->key);
+        snprintf(key, sizeof key, "%s.%s", path, key_text(m, kt, sizeof kt));
         if (!f) {
             lepi_json_t where = {.line = m->line, .col = m->col};
             return at(x, &where, "unknown key \"%s\"", key);
@@ -880,7 +905,7 @@ pattern_problem(const char *p)
 static int
 parse_rule(ctx_t *x, const lepi_json_t *it, const char *path, lep_acl_rule_t *r)
 {
-    char key[64];
+    char key[64], kt[40];
     bool have_rights = false;
     if (it->type != LEPI_JSON_OBJECT)
         return type_error(x, it, path, "an object");
@@ -888,8 +913,8 @@ parse_rule(ctx_t *x, const lepi_json_t *it, const char *path, lep_acl_rule_t *r)
         const lepi_json_member_t *m = &it->u.obj.members[i];
         const lepi_json_t *v = &m->value;
         int rc;
-        snprintf(key, sizeof key, "%s.%s", path, m->key);
-        if (strcmp(m->key, "user") == 0 || strcmp(m->key, "address") == 0) {
+        snprintf(key, sizeof key, "%s.%s", path, key_text(m, kt, sizeof kt));
+        if (key_is(m, "user") || key_is(m, "address")) {
             const char *s, *why;
             if ((rc = get_string(x, v, key, true, &s)) != 0)
                 return rc;
@@ -897,7 +922,7 @@ parse_rule(ctx_t *x, const lepi_json_t *it, const char *path, lep_acl_rule_t *r)
                 return at(x, v, "\"%s\": pattern \"%s\" %s", key, s, why);
             if ((rc = set_dup(m->key[0] == 'u' ? &r->user : &r->address, s)) != 0)
                 return rc;
-        } else if (strcmp(m->key, "allow") == 0 || strcmp(m->key, "deny") == 0) {
+        } else if (key_is(m, "allow") || key_is(m, "deny")) {
             if ((rc = parse_rights(x, v, key, m->key[0] == 'a' ? &r->allow : &r->deny)) != 0)
                 return rc;
             have_rights = true;
@@ -1023,11 +1048,12 @@ apply(ctx_t *x, const lepi_json_t *root)
             const lepi_json_member_t *m = &root->u.obj.members[i];
             const field_t *f = NULL;
             for (size_t k = 0; k < NFIELDS && !f; k++)
-                if (strcmp(m->key, fields[k].key) == 0)
+                if (key_is(m, fields[k].key))
                     f = &fields[k];
             if (!f) {
+                char kt[400];
                 lepi_json_t where = {.line = m->line, .col = m->col};
-                return at(x, &where, "unknown key \"%s\"", m->key);
+                return at(x, &where, "unknown key \"%s\"", key_text(m, kt, sizeof kt));
             }
             if ((f->kind == K_QUEUES) != (pass == 1))
                 continue;

@@ -327,6 +327,17 @@ test_errors(void **state)
         {"{\"acl\": [{\"user\": \"a\", \"address\": \"b\", \"allow\": \"all\", \"why\": 1}]}",
          LEP_ERR_INVALID,
          "t.json:1:56: unknown key \"acl[0].why\" (user, address, allow, deny)"},
+        /* a key with a NUL in it is another key, not the one before the NUL
+         * (the fuzzer found "threads\u0000x" taken for "threads") */
+        {"{\"threads\": 1, \"threads\\u0000x\": 2}", LEP_ERR_INVALID,
+         "t.json:1:16: unknown key \"threads\\u0000x\""},
+        {"{\"queue_defaults\": {\"durable\\u0000\": true}}", LEP_ERR_INVALID,
+         "t.json:1:21: unknown key \"queue_defaults.durable\\u0000\""},
+        {"{\"queues\": [{\"name\": \"a\", \"name\\u0000\": \"b\"}]}", LEP_ERR_INVALID,
+         "t.json:1:27: unknown key \"queues[0].name\\u0000\""},
+        {"{\"acl\": [{\"user\\u0000\": \"*\", \"address\": \"*\", \"allow\": \"all\"}]}",
+         LEP_ERR_INVALID,
+         "t.json:1:11: unknown key \"acl[0].user\\u0000\" (user, address, allow, deny)"},
         /* types */
         {"{\"fsync\": \"yes\"}", LEP_ERR_INVALID,
          "t.json:1:11: \"fsync\" must be a boolean, not a string"},
