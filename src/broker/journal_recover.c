@@ -78,6 +78,7 @@ typedef struct replay {
     uint64_t *pend;      /* queues of the ENQs waiting for their MSG */
     size_t npend, cappend;
     uint64_t pend_msg;
+    const char *why;     /* a record that makes no sense (LEP_ERR_DECODE) */
 } replay_t;
 
 static inline void
@@ -103,6 +104,28 @@ tombstone(jr_index_t *x, jr_seg_t *g, uint32_t target, size_t total)
     if (jr_dep_reserve(g))
         return LEP_ERR_NOMEM;
     jr_dep_add(x, g, target, total);
+    return 0;
+}
+
+/* A tombstone's target is the segment of the record it cancelled when it
+ * was written: an older one or its own.  While that segment exists, the
+ * record is still there and the last one of its kind replayed (a message
+ * or queue moves only by compacting its segment, which then goes).  A
+ * target the replay contradicts would let compaction copy the tombstone
+ * past what it did not cancel, or drop it while what it cancelled stays:
+ * the next recovery would not agree with this one. */
+static int
+check_target(replay_t *rp, jr_seg_t *g, uint32_t target, const uint32_t *now)
+{
+    if (target > g->num) {
+        rp->why = "cancels a record in a later segment";
+        return LEP_ERR_DECODE;
+    }
+    if (target && target != g->num && now && *now != target &&
+        jr_seg_find(&rp->s->x, target)) {
+        rp->why = "cancels a record in a segment that does not hold it";
+        return LEP_ERR_DECODE;
+    }
     return 0;
 }
 
@@ -146,17 +169,30 @@ replay_record(replay_t *rp, jr_seg_t *g, uint32_t off, const uint8_t *p, size_t 
             if (jr_table_reserve(&x->msgs, 1))
                 return LEP_ERR_NOMEM;
             jr_msg_t tmp = {0};
-            if (jr_msg_reserve(&tmp, n))
-                return LEP_ERR_NOMEM;
+            int rc = jr_msg_reserve(&tmp, n);
+            if (rc)
+                return rc;
             m = jr_table_insert(&x->msgs, mid);
             m->cap = tmp.cap;
             m->q = tmp.q;
         } else {
-            /* a copy made by a compaction: the newer one counts, and
-             * the segment with the old one must not outlive it */
+            /* A copy made by a compaction: the newer one counts, and the
+             * segment with the old one must not outlive it.  The copy's
+             * ENQs are all the queues the message was live on when it
+             * was made (acks before it are replayed already), so they
+             * replace the old ones: were they merged, an old ENQ that a
+             * damaged copy lacks would be live only until the old
+             * segment is compacted away, which does not copy it. */
             mark_stale(x, m->seg, g->num);
-            if (jr_msg_reserve(m, (size_t)m->nq + n))
-                return LEP_ERR_NOMEM;
+            m->nq = 0;
+            if (!n) {
+                jr_msg_fini(m);
+                jr_table_remove(&x->msgs, m);
+                return 0;
+            }
+            int rc = jr_msg_reserve(m, n);
+            if (rc)
+                return rc;
         }
         m->seg = g->num;
         m->off = off;
@@ -172,6 +208,9 @@ replay_record(replay_t *rp, jr_seg_t *g, uint32_t off, const uint8_t *p, size_t 
         note_max(&x->max_queue_id, qid);
         note_max(&x->max_msg_id, mid);
         jr_msg_t *m = jr_table_find(&x->msgs, mid);
+        int rc = check_target(rp, g, jr_get32(b + 16), m ? &m->seg : NULL);
+        if (rc)
+            return rc;
         if (m && jr_msg_remove(m, qid) && !m->nq) {
             jr_msg_fini(m);
             jr_table_remove(&x->msgs, m);
@@ -181,8 +220,13 @@ replay_record(replay_t *rp, jr_seg_t *g, uint32_t off, const uint8_t *p, size_t 
     case JR_QCREATE: {
         uint64_t qid = jr_get64(b);
         note_max(&x->max_queue_id, qid);
-        if (jr_table_find(&rp->deleted, qid))
-            return 0;
+        if (jr_table_find(&rp->deleted, qid)) {
+            /* Never written so (ids are not reused, and compaction copies
+             * live queues only), and not to be ignored either: the
+             * QDELETE may go with its segment, and the queue come back. */
+            rp->why = "queue created again after its deletion";
+            return LEP_ERR_DECODE;
+        }
         jr_queue_t *q = jr_table_find(&x->queues, qid);
         if (q) {
             mark_stale(x, q->seg, g->num);
@@ -199,12 +243,15 @@ replay_record(replay_t *rp, jr_seg_t *g, uint32_t off, const uint8_t *p, size_t 
     case JR_QDELETE: {
         uint64_t qid = jr_get64(b);
         note_max(&x->max_queue_id, qid);
+        jr_queue_t *q = jr_table_find(&x->queues, qid);
+        int rc = check_target(rp, g, jr_get32(b + 8), q ? &q->seg : NULL);
+        if (rc)
+            return rc;
         if (!jr_table_find(&rp->deleted, qid)) {
             if (jr_table_reserve(&rp->deleted, 1))
                 return LEP_ERR_NOMEM;
             ((jr_queue_t *)jr_table_insert(&rp->deleted, qid))->seg = 1;
         }
-        jr_queue_t *q = jr_table_find(&x->queues, qid);
         if (q)
             jr_table_remove(&x->queues, q);
         return tombstone(x, g, jr_get32(b + 8), total);
@@ -254,7 +301,14 @@ list_segments(lepi_store_t *s, uint32_t **out, size_t *n, char *err, size_t errl
     struct dirent *e;
     while ((e = readdir(d))) {
         uint32_t num;
+        char canon[64];
         if (parse_name(e->d_name, &num))
+            continue;
+        /* only the store's own spelling: "journal-1.log" next to
+         * journal-00000001.log would list segment 1 twice, and deleting
+         * one of them would delete the other's file */
+        jr_seg_path(s, num, canon, sizeof canon);
+        if (strcmp(canon, e->d_name) != 0)
             continue;
         if (cnt == cap) {
             size_t nc = cap ? cap * 2 : 16;
@@ -340,6 +394,8 @@ replay_segment(replay_t *rp, jr_seg_t *g, bool last, uint64_t *torn_at, char *er
     *torn_at = g->size;
     if ((rc = check_header(s, g, err, errlen)))
         return rc;
+    uint64_t enq_run = 0; /* where the ENQ records at pos start (0: none) */
+    rp->npend = 0; /* a unit never spans two segments */
     while (pos < g->size) {
         size_t total;
         const char *why;
@@ -359,10 +415,26 @@ replay_segment(replay_t *rp, jr_seg_t *g, bool last, uint64_t *torn_at, char *er
             return jr_errf(err, errlen, LEP_ERR_DECODE, "%s/%s: segment larger than 4 GiB",
                            s->dir, name);
         }
-        if ((rc = replay_record(rp, g, (uint32_t)pos, g->map + pos, total)))
-            return jr_errf(err, errlen, rc, "out of memory");
+        if ((rc = replay_record(rp, g, (uint32_t)pos, g->map + pos, total))) {
+            if (rc == LEP_ERR_NOMEM)
+                return jr_errf(err, errlen, rc, "out of memory");
+            jr_seg_path(s, g->num, name, sizeof name);
+            return jr_errf(err, errlen, LEP_ERR_DECODE, "%s/%s: bad record at %llu: %s", s->dir,
+                           name, (unsigned long long)pos,
+                           rc == LEP_ERR_DECODE ? rp->why : "a message on too many queues");
+        }
+        if (g->map[pos + 8] != JR_ENQ_T)
+            enq_run = 0;
+        else if (!enq_run)
+            enq_run = pos;
         pos += total;
     }
+    /* ENQs at the end without their MSG (units cut short) go with the
+     * torn tail: left there, they would join the next unit appended
+     * after them, if it were a copy of one of their messages. */
+    if (last && enq_run)
+        *torn_at = enq_run;
+    rp->npend = 0;
     return 0;
 }
 
@@ -497,7 +569,8 @@ open_head(lepi_store_t *s, uint64_t keep, uint32_t next, char *err, size_t errle
     jr_index_t *x = &s->x;
     jr_seg_t *g = x->nsegs ? &x->segs[x->nsegs - 1] : NULL;
 
-    if (g && keep < s->o.segment_size) {
+    /* (the last possible segment number goes on growing: see jr_place) */
+    if (g && (keep < s->o.segment_size || g->num == UINT32_MAX)) {
         jr_seg_path(s, g->num, name, sizeof name);
         s->head_fd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC);
         if (s->head_fd < 0)

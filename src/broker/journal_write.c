@@ -103,9 +103,12 @@ jr_place(lepi_store_t *s, uint64_t len, uint32_t *seg, uint32_t *off)
     if (s->werr)
         return s->werr;
     uint64_t at = s->head_size + s->iov_bytes;
-    /* (without room for another segment in the table, the head grows past
-     * its size rather than failing the append) */
-    if (at + len > s->o.segment_size && at > JR_HDR && jr_seg_reserve(&s->x) == 0) {
+    /* (without room for another segment in the table, or after segment
+     * number 2^32-1, which a hostile directory can start from, the head
+     * grows past its size rather than failing the append: numbers never
+     * wrap to 0, which is no segment) */
+    if (at + len > s->o.segment_size && at > JR_HDR && head_seg(s)->num != UINT32_MAX &&
+        jr_seg_reserve(&s->x) == 0) {
         int rc = roll(s);
         if (rc)
             return rc;

@@ -11,6 +11,9 @@
 
 #include "store_util.h"
 
+#include "broker/crc32c.h"
+#include "broker/journal.h"
+
 #include <errno.h>
 #include <stdatomic.h>
 
@@ -401,10 +404,11 @@ test_torn_tail(void **state)
     recovered_t r = {.keep_data = true};
     lepi_store_info_t info;
     lepi_store_t *s = open_ok(&o, &r, &info);
-    assert_int_equal(info.truncated_bytes, 117 - 60);
-    check_messages(&r, 49); /* 50's ENQ stays, without its MSG: no effect */
+    /* 50's ENQ, without its MSG, goes too */
+    assert_int_equal(info.truncated_bytes, 25 + 117 - 60);
+    check_messages(&r, 49);
     rec_free(&r);
-    assert_int_equal(file_size(seg[0]), size - 117);
+    assert_int_equal(file_size(seg[0]), size - 25 - 117);
     lepi_store_close(s);
     /* the store goes on after the cut */
     write_messages(&o, 50, 10);
@@ -418,8 +422,8 @@ test_torn_tail(void **state)
     size = file_size(seg[0]);
     flip_byte(seg[0], size - 1);
     s = open_ok(&o, &r, &info);
-    assert_int_equal(info.truncated_bytes, 117);
-    check_messages(&r, 58); /* the ENQ before it has no MSG: dropped */
+    assert_int_equal(info.truncated_bytes, 25 + 117); /* with the ENQ before it */
+    check_messages(&r, 58);
     rec_free(&r);
     lepi_store_close(s);
     size = file_size(seg[0]);
@@ -973,6 +977,337 @@ test_recovery_abort(void **state)
     lepi_store_close(s);
 }
 
+/* ---- hostile data directories (found by fuzz/fuzz_journal.c) ---- */
+
+/* A segment file made by hand: a header, then records whose checksums
+ * are filled in. */
+typedef struct seg_builder {
+    uint8_t b[4096];
+    size_t len;
+} seg_builder_t;
+
+static void
+sb_header(seg_builder_t *sb, uint32_t num)
+{
+    memset(sb->b, 0, JR_HDR);
+    memcpy(sb->b, JR_MAGIC, 8);
+    jr_put32(sb->b + 8, num);
+    jr_put32(sb->b + 32, lepi_crc32c(0, sb->b, 32));
+    sb->len = JR_HDR;
+}
+
+static void
+sb_record(seg_builder_t *sb, uint8_t type, const void *body, size_t blen)
+{
+    uint8_t *p = sb->b + sb->len;
+    jr_put32(p + 4, (uint32_t)blen);
+    p[8] = type;
+    memcpy(p + JR_REC, body, blen);
+    jr_put32(p, lepi_crc32c(0, p + 4, 5 + blen));
+    sb->len += JR_REC + blen;
+}
+
+static void
+sb_queue(seg_builder_t *sb, uint64_t q, const char *name)
+{
+    uint8_t b[64] = {0};
+    size_t n = strlen(name);
+    jr_put64(b, q);
+    b[8] = (uint8_t)n;
+    memcpy(b + 10, name, n);
+    sb_record(sb, JR_QCREATE, b, 11 + n);
+}
+
+static void
+sb_enq(seg_builder_t *sb, uint64_t q, uint64_t m)
+{
+    uint8_t b[16];
+    jr_put64(b, q);
+    jr_put64(b + 8, m);
+    sb_record(sb, JR_ENQ_T, b, 16);
+}
+
+static void
+sb_msg(seg_builder_t *sb, uint64_t m, const char *data)
+{
+    uint8_t b[64];
+    jr_put64(b, m);
+    memcpy(b + 8, data, strlen(data));
+    sb_record(sb, JR_MSG, b, 8 + strlen(data));
+}
+
+static void
+sb_write(seg_builder_t *sb, const char *name)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, sb->b, sb->len), (ssize_t)sb->len);
+    close(fd);
+}
+
+/* A message's copy (as an interrupted compaction leaves them) lacking a
+ * queue its original had: recovery reported the message on both queues,
+ * then finishing the compaction deleted the original, and the next
+ * recovery found it on one.  The newest copy's queues count. */
+static void
+test_copy_lacks_queue(void **state)
+{
+    (void)state;
+    lepi_store_opts_t o = small_opts(dir);
+    seg_builder_t sb;
+    sb_header(&sb, 1);
+    sb_queue(&sb, 1, "a");
+    sb_queue(&sb, 2, "b");
+    sb_enq(&sb, 1, 4);
+    sb_enq(&sb, 2, 4);
+    sb_msg(&sb, 4, "four");
+    sb_write(&sb, "journal-00000001.log");
+    sb_header(&sb, 2);
+    sb_enq(&sb, 2, 4);
+    sb_msg(&sb, 4, "four");
+    sb_write(&sb, "journal-00000002.log");
+    sb_header(&sb, 3);
+    sb_write(&sb, "journal-00000003.log");
+
+    for (int round = 0; round < 2; round++) {
+        recovered_t r = {.keep_data = true};
+        lepi_store_info_t info;
+        lepi_store_t *s = open_ok(&o, &r, &info);
+        assert_int_equal(info.compactions_finished, round == 0 ? 1 : 0);
+        assert_int_equal(r.nq, 2);
+        assert_int_equal(r.nm, 1);
+        assert_int_equal(r.ms[0].q, 2);
+        assert_int_equal(r.ms[0].m, 4);
+        assert_memory_equal(r.ms[0].data, "four", 4);
+        rec_free(&r);
+        lepi_store_close(s);
+    }
+
+    /* a copy without ENQs: the message is on no queue */
+    rm_rf(dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    sb_header(&sb, 1);
+    sb_queue(&sb, 1, "a");
+    sb_enq(&sb, 1, 4);
+    sb_msg(&sb, 4, "four");
+    sb_msg(&sb, 4, "four");
+    sb_write(&sb, "journal-00000001.log");
+    for (int round = 0; round < 2; round++) {
+        recovered_t r = {0};
+        lepi_store_t *s = open_ok(&o, &r, NULL);
+        assert_int_equal(r.nq, 1);
+        assert_int_equal(r.nm, 0);
+        rec_free(&r);
+        lepi_store_close(s);
+    }
+}
+
+/* ENQs at the end of the last segment without their MSG: recovery cut
+ * them only when a torn record followed, so the copy that finishing a
+ * compaction appended right after them joined them, and a queue the
+ * message had been acked from had it again at the next recovery. */
+static void
+test_dangling_enqueues(void **state)
+{
+    (void)state;
+    lepi_store_opts_t o = small_opts(dir);
+    seg_builder_t sb;
+    uint8_t ack[20] = {0};
+    jr_put64(ack, 1);
+    jr_put64(ack + 8, 5);
+    sb_header(&sb, 1);
+    sb_queue(&sb, 1, "a");
+    sb_queue(&sb, 2, "b");
+    sb_enq(&sb, 1, 5);
+    sb_enq(&sb, 2, 5);
+    sb_msg(&sb, 5, "five");
+    sb_record(&sb, JR_ACK_T, ack, sizeof ack);
+    sb_write(&sb, "journal-00000001.log");
+    sb_header(&sb, 2);
+    sb_queue(&sb, 1, "a"); /* a copy: segment 1 is compacted at open */
+    sb_enq(&sb, 1, 5);     /* units cut short */
+    sb_enq(&sb, 1, 6);
+    sb_write(&sb, "journal-00000002.log");
+
+    for (int round = 0; round < 2; round++) {
+        recovered_t r = {0};
+        lepi_store_info_t info;
+        lepi_store_t *s = open_ok(&o, &r, &info);
+        assert_int_equal(info.truncated_bytes, round == 0 ? 2 * JR_ENQ : 0);
+        assert_int_equal(r.nq, 2);
+        assert_int_equal(r.nm, 1);
+        assert_int_equal(r.ms[0].q, 2);
+        assert_int_equal(r.ms[0].m, 5);
+        rec_free(&r);
+        lepi_store_close(s);
+    }
+}
+
+/* A queue created again after its deletion (in a later segment): recovery
+ * ignored it, then dropped the segment with the QDELETE (a tombstone that
+ * cancelled nothing elsewhere), and the queue came back at the next
+ * recovery.  The store never writes that: it is corruption. */
+static void
+test_queue_recreated(void **state)
+{
+    (void)state;
+    lepi_store_opts_t o = small_opts(dir);
+    seg_builder_t sb;
+    uint8_t del[12] = {0};
+    jr_put64(del, 3);
+    jr_put32(del + 8, 1);
+    sb_header(&sb, 1);
+    sb_queue(&sb, 1, "a");
+    sb_queue(&sb, 3, "c");
+    sb_record(&sb, JR_QDELETE, del, sizeof del);
+    sb_write(&sb, "journal-00000001.log");
+    sb_header(&sb, 2);
+    sb_queue(&sb, 1, "a");
+    sb_queue(&sb, 3, "c");
+    size_t at = sb.len - (JR_REC + 12);
+    sb_write(&sb, "journal-00000002.log");
+    sb_header(&sb, 3);
+    sb_write(&sb, "journal-00000003.log");
+    lepi_store_t *s = NULL;
+    char err[512], want[64];
+    assert_int_equal(lepi_store_open(&s, &o, NULL, NULL, err, sizeof err), LEP_ERR_DECODE);
+    assert_null(s);
+    snprintf(want, sizeof want, "journal-00000002.log: bad record at %zu: queue", at);
+    assert_non_null(strstr(err, want));
+}
+
+/* A file named like a segment but not as the store names them
+ * ("journal-1.log") was listed as that segment: next to the real file,
+ * the segment was replayed twice, and deleting the copy without live
+ * records unlinked the real file, which the head was still writing. */
+static void
+test_segment_alias(void **state)
+{
+    (void)state;
+    lepi_store_opts_t o = small_opts(dir);
+    seg_builder_t sb;
+    sb_header(&sb, 1);
+    sb_write(&sb, "journal-00000001.log");
+    sb_write(&sb, "journal-1.log");
+    sb_write(&sb, "journal-000000001.log");
+    for (int round = 0; round < 2; round++) {
+        recovered_t r = {0};
+        lepi_store_info_t info;
+        lepi_store_t *s = open_ok(&o, &r, &info);
+        assert_int_equal(info.segments, 1);
+        assert_int_equal(r.nq, round);
+        rec_free(&r);
+        if (round == 0) {
+            assert_int_equal(lepi_store_queue_create(s, 1, "q", NULL, 0, NULL, NULL), 0);
+            assert_int_equal(lepi_store_sync(s), 0);
+        }
+        lepi_store_close(s);
+    }
+    char path[700];
+    snprintf(path, sizeof path, "%s/journal-1.log", dir);
+    assert_int_equal(file_size(path), JR_HDR); /* not ours: left alone */
+}
+
+/* Tombstones whose target the replay contradicts: an ack naming a later
+ * segment came before the message it named, had no effect, and finishing
+ * a compaction copied it after the message, which the next recovery then
+ * found acked; an ack naming an existing segment that does not hold the
+ * message would be dropped with that segment while the message stays. */
+static void
+test_tombstone_targets(void **state)
+{
+    (void)state;
+    lepi_store_opts_t o = small_opts(dir);
+    seg_builder_t sb;
+    uint8_t ack[20] = {0};
+    lepi_store_t *s = NULL;
+    char err[512];
+    jr_put64(ack, 1);
+    jr_put64(ack + 8, 7);
+
+    for (int c = 0; c < 2; c++) {
+        rm_rf(dir);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        jr_put32(ack + 16, c == 0 ? 2 : 1);
+        sb_header(&sb, 1);
+        sb_queue(&sb, 1, "a");
+        sb_enq(&sb, 1, 3);
+        sb_msg(&sb, 3, "three");
+        if (c == 0)
+            sb_record(&sb, JR_ACK_T, ack, sizeof ack);
+        sb_write(&sb, "journal-00000001.log");
+        sb_header(&sb, 2);
+        sb_queue(&sb, 1, "a");
+        sb_enq(&sb, 1, 7);
+        sb_msg(&sb, 7, "seven");
+        sb_write(&sb, "journal-00000002.log");
+        sb_header(&sb, 3);
+        if (c == 1)
+            sb_record(&sb, JR_ACK_T, ack, sizeof ack);
+        sb_write(&sb, "journal-00000003.log");
+        assert_int_equal(lepi_store_open(&s, &o, NULL, NULL, err, sizeof err), LEP_ERR_DECODE);
+        assert_null(s);
+        assert_non_null(strstr(err, c == 0 ? "journal-00000001.log: bad record at "
+                                           : "journal-00000003.log: bad record at 40: "));
+        assert_non_null(strstr(err, c == 0 ? "later segment" : "does not hold it"));
+    }
+
+    /* a queue delete naming a later segment */
+    rm_rf(dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    uint8_t del[12] = {0};
+    jr_put64(del, 1);
+    jr_put32(del + 8, 2);
+    sb_header(&sb, 1);
+    sb_record(&sb, JR_QDELETE, del, sizeof del);
+    sb_write(&sb, "journal-00000001.log");
+    assert_int_equal(lepi_store_open(&s, &o, NULL, NULL, err, sizeof err), LEP_ERR_DECODE);
+    assert_non_null(strstr(err, "later segment"));
+}
+
+/* A full last segment numbered 2^32-1: the next one would be 0, which is
+ * no segment (the index crashed on it, and recovery never read it). */
+static void
+test_last_segment_number(void **state)
+{
+    (void)state;
+    lepi_store_opts_t o = small_opts(dir);
+    o.segment_size = 4096;
+    seg_builder_t sb;
+    sb_header(&sb, UINT32_MAX);
+    sb_queue(&sb, 1, "q");
+    char body[40];
+    memset(body, 'x', sizeof body - 1);
+    body[sizeof body - 1] = 0;
+    uint64_t n = 0;
+    while (sb.len + 90 < o.segment_size) {
+        n++;
+        sb_enq(&sb, 1, n);
+        sb_msg(&sb, n, body);
+    }
+    sb_write(&sb, "journal-4294967295.log");
+    for (int round = 0; round < 3; round++) {
+        recovered_t r = {0};
+        lepi_store_info_t info;
+        lepi_store_t *s = open_ok(&o, &r, &info);
+        assert_int_equal(r.nm, n + (uint64_t)round * 100);
+        assert_int_equal(info.segments, 1);
+        rec_free(&r);
+        uint64_t q = 1;
+        for (uint64_t k = 0; k < 100; k++) {
+            uint64_t id = info.max_msg_id + 1 + k;
+            assert_int_equal(lepi_store_enqueue(s, id, body, sizeof body, &q, 1, NULL, NULL), 0);
+        }
+        assert_int_equal(lepi_store_sync(s), 0);
+        assert_int_equal(lepi_store_status(s, NULL, 0), 0);
+        lepi_store_close(s);
+        char seg[4][600];
+        assert_int_equal(segment_files(dir, seg, 4), 1); /* no journal-00000000.log */
+    }
+}
+
 /* fsync on: one fdatasync per batch, completions after it. */
 static void
 test_fsync_group_commit(void **state)
@@ -1020,6 +1355,12 @@ main(void)
         cmocka_unit_test_setup_teardown(test_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsync_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_lacks_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dangling_enqueues, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_recreated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segment_alias, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tombstone_targets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_segment_number, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
