@@ -160,6 +160,11 @@ LEP_EXPORT lep_bytes_t lep_conn_output(lep_conn_t *c);
 /* The same bytes as up to max iovecs, for writev; returns the count. */
 LEP_EXPORT int lep_conn_output_iov(lep_conn_t *c, struct iovec *iov, int max);
 LEP_EXPORT size_t lep_conn_output_pending(const lep_conn_t *c);
+/* Bytes the connection holds for the peer that the caller has not taken
+ * yet (lep_conn_consumed), encrypted or not: what a slow reader leaves
+ * behind.  Unlike lep_conn_output_pending it frames nothing batched, so it
+ * is cheap to ask often (e.g. before queueing more to send). */
+LEP_EXPORT size_t lep_conn_output_buffered(const lep_conn_t *c);
 LEP_EXPORT void lep_conn_consumed(lep_conn_t *c, size_t n);
 
 /* Time: handles idle timeouts (sends heartbeats, fails a silent peer with

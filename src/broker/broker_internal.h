@@ -226,6 +226,7 @@ struct bconn {
     bproducer_t *producers;
     lep_message_t *scratch;    /* header rewrites */
     lep_buf_t buf;
+    bool throttled;            /* output full: a retry is scheduled */
     /* shared (under lock): work handed in from other threads */
     pthread_mutex_t lock;
     bool wake_queued;          /* a work item is on its way */

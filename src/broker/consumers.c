@@ -354,6 +354,67 @@ give_back(bqueue_t *q, blist_t *l, bool count)
     lepi_queue_dispatch(q);
 }
 
+/* A consumer that grants much credit and reads slowly (or not at all)
+ * would have every message it has credit for copied into its connection:
+ * framed in the output buffer, or waiting in the engine for the peer's
+ * session window.  The broker stops handing it messages while that much
+ * waits, and leaves them on the queue (in its outbox, shared) instead. */
+#define OUTPUT_HIGH ((size_t)1 << 20)   /* bytes framed for the socket */
+#define QUEUED_HIGH 256u                /* deliveries waiting for window */
+#define OUTPUT_RETRY_MS 2
+
+/* True when c's connection holds enough not yet sent; buffered: the
+ * output's bytes, counted up by the caller as it sends. */
+static bool
+backed_up(bconsumer_t *c, size_t buffered, size_t next_len)
+{
+    if (buffered >= OUTPUT_HIGH)
+        return true;
+    lep_link_t *l = lep_sender_link(c->snd);
+    uint32_t queued = l ? lep_link_queued(l) : 0;
+    return queued >= QUEUED_HIGH || (queued && (size_t)queued * next_len >= OUTPUT_HIGH);
+}
+
+/* Connection context (a timer): the output may have drained. */
+static void
+output_retry(void *ctx)
+{
+    /* A connection's timers never run after its final event (they are
+     * dropped), so bc is still the connection's. */
+    bconn_t *bc = ctx;
+    bc->throttled = false;
+    for (bconsumer_t *c = bc->consumers; c; c = c->cnext)
+        lepi_consumer_flush(c);
+}
+
+static void
+throttle(bconn_t *bc)
+{
+    if (!bc->throttled &&
+        lep_connection_schedule(bc->conn, OUTPUT_RETRY_MS, output_retry, bc) == 0)
+        bc->throttled = true;
+}
+
+/* Over the output limit: what is left of todo goes back to the front of
+ * the outbox, and a retry is scheduled. */
+static void
+output_full(bconsumer_t *c, blist_t *todo)
+{
+    bqueue_t *q = c->q;
+    pthread_mutex_lock(&q->lock);
+    if (c->outbox.head) {
+        todo->tail->next = c->outbox.head;
+        c->outbox.head->prev = todo->tail;
+    } else {
+        c->outbox.tail = todo->tail;
+    }
+    c->outbox.head = todo->head;
+    c->outbox.n += todo->n;
+    pthread_mutex_unlock(&q->lock);
+    *todo = (blist_t){0};
+    throttle(c->bc);
+}
+
 void
 lepi_consumer_flush(bconsumer_t *c)
 {
@@ -361,6 +422,8 @@ lepi_consumer_flush(bconsumer_t *c)
         return;
     bqueue_t *q = c->q;
     bconn_t *bc = c->bc;
+    lep_conn_t *eng = lep_connection_engine(bc->conn);
+    size_t buffered = eng ? lep_conn_output_buffered(eng) : 0;
     blist_t todo;
     pthread_mutex_lock(&q->lock);
     todo = c->outbox;
@@ -368,6 +431,10 @@ lepi_consumer_flush(bconsumer_t *c)
     pthread_mutex_unlock(&q->lock);
     bentry_t *e;
     while ((e = todo.head)) {
+        if (backed_up(c, buffered, e->msg->len)) {
+            output_full(c, &todo);
+            return;
+        }
         lep_bytes_t bytes = lepi_bmsg_bytes(e->msg, e->delivery_count, bc->scratch, &bc->buf);
         lep_delivery_t *d;
         int rc = lep_sender_send_encoded(c->snd, bytes.ptr, bytes.len, &d);
@@ -381,6 +448,7 @@ lepi_consumer_flush(bconsumer_t *c)
             }
             return;
         }
+        buffered += bytes.len;
         lepi_blist_remove(&todo, e);
         atomic_fetch_add_explicit(&bc->b->messages_out, 1, memory_order_relaxed);
         if (d) {

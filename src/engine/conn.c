@@ -771,6 +771,19 @@ lep_conn_output_pending(const lep_conn_t *c)
     return net_pending(c);
 }
 
+size_t
+lep_conn_output_buffered(const lep_conn_t *c)
+{
+    if (c->output_done)
+        return 0;
+    if (!c->nlayers)
+        return c->wbuf.len - c->opos;
+    size_t n = (c->wbuf.len - c->wpos) + (c->out.len - c->opos);
+    for (int i = 0; i < c->nlayers; i++)
+        n += c->layers[i].pout.len;
+    return n;
+}
+
 void
 lep_conn_consumed(lep_conn_t *c, size_t n)
 {

@@ -124,6 +124,12 @@ test_container_id_default(void **state)
     for (int i = 0; i < n; i++)
         tot += iov[i].iov_len;
     assert_int_equal(tot, lep_conn_output_pending(c1));
+    /* buffered: the same bytes, and what is left of them once some are taken */
+    assert_int_equal(lep_conn_output_buffered(c1), tot);
+    lep_conn_consumed(c1, 3);
+    assert_int_equal(lep_conn_output_buffered(c1), tot - 3);
+    lep_conn_consumed(c1, tot - 3);
+    assert_int_equal(lep_conn_output_buffered(c1), 0);
     lep_conn_free(c1);
     lep_conn_free(c2);
 }
