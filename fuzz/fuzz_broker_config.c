@@ -384,12 +384,6 @@ check_error(const lep_broker_config_t *c, int rc, const char *text, size_t len)
     }
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     size_t linelen = (size_t)((nl ? nl : end) - p);
-    /* Known bug of the JSON parser (src/messaging/json.c, skip_ws): an
-     * unterminated block comment spanning lines is reported with the
-     * last line's number and a column counted from the comment's start,
-     * which can be 0 or negative.  Only the line is checked then. */
-    if (strcmp(e + n, "unterminated comment") == 0)
-        return;
     if (line < 1 || col < 1 || (size_t)col > linelen + 1)
         abort();
 }

@@ -55,11 +55,15 @@ skip_ws(parser_t *ps)
             while (ps->p < ps->end && *ps->p != '\n')
                 ps->p++;
         } else if (c == '/' && ps->comments && ps->p + 1 < ps->end && ps->p[1] == '*') {
-            const char *start = ps->p;
+            const char *start = ps->p, *start_line = ps->line_start;
+            int line = ps->line;
             ps->p += 2;
             for (;;) {
                 if (ps->p + 1 >= ps->end) {
+                    /* told where the comment starts */
                     ps->p = start;
+                    ps->line = line;
+                    ps->line_start = start_line;
                     return fail_at(ps, start, LEP_ERR_DECODE, "unterminated comment");
                 }
                 if (ps->p[0] == '*' && ps->p[1] == '/') {

@@ -185,6 +185,7 @@ test_json_comments(void **state)
     lepi_json_free(v);
     lepi_json_opts_t o = {.comments = true};
     jbad_opts("[1 /* open", &o, LEP_ERR_DECODE, "1:4: unterminated comment");
+    jbad_opts("[1,\n  2 /* open\n and\n on", &o, LEP_ERR_DECODE, "2:5: unterminated comment");
     jbad_opts("/", &o, LEP_ERR_DECODE, "1:1: unexpected character '/'");
 }
 
