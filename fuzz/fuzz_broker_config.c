@@ -62,6 +62,8 @@ config_eq(const lep_broker_config_t *a, const lep_broker_config_t *b)
         !str_eq(a->log_level, b->log_level) || !str_eq(a->tls_cert, b->tls_cert) ||
         !str_eq(a->tls_key, b->tls_key) || !str_eq(a->tls_key_password, b->tls_key_password) ||
         !str_eq(a->tls_ca, b->tls_ca) || a->tls_require_client_cert != b->tls_require_client_cert ||
+        a->tls_min_version != b->tls_min_version || !str_eq(a->tls_ciphers, b->tls_ciphers) ||
+        !str_eq(a->tls_ciphersuites, b->tls_ciphersuites) ||
         !str_eq(a->users_file, b->users_file) || !str_eq(a->sasl_mechanisms, b->sasl_mechanisms) ||
         a->allow_anonymous != b->allow_anonymous ||
         a->allow_anonymous_set != b->allow_anonymous_set ||
@@ -248,6 +250,9 @@ write_config(const lep_broker_config_t *c)
     put_skey(&o, "tls_key_password", c->tls_key_password);
     put_skey(&o, "tls_ca", c->tls_ca);
     put_bool(&o, "tls_require_client_cert", c->tls_require_client_cert);
+    put_skey(&o, "tls_min_version", c->tls_min_version == LEP_TLS_1_3 ? "1.3" : "1.2");
+    put_skey(&o, "tls_ciphers", c->tls_ciphers);
+    put_skey(&o, "tls_ciphersuites", c->tls_ciphersuites);
     put_skey(&o, "users_file", c->users_file);
     put_skey(&o, "sasl_mechanisms", c->sasl_mechanisms);
     if (c->allow_anonymous_set)
@@ -302,7 +307,8 @@ write_config(const lep_broker_config_t *c)
 
 static const char *const top_keys[] = {
     "listen", "data_dir", "fsync", "container_id", "threads", "log_level", "tls_cert", "tls_key",
-    "tls_key_password", "tls_ca", "tls_require_client_cert", "users_file", "sasl_mechanisms",
+    "tls_key_password", "tls_ca", "tls_require_client_cert", "tls_min_version", "tls_ciphers",
+    "tls_ciphersuites", "users_file", "sasl_mechanisms",
     "allow_anonymous", "allow_plain_without_tls", "max_connections", "max_connections_per_user",
     "max_frame_size", "max_message_size", "max_sessions", "max_links", "queue_prefix",
     "topic_prefix", "auto_create", "dead_letter_address", "queue_defaults",

@@ -22,6 +22,7 @@
 #define LEPTON_BROKER_H
 
 #include <lepton/common.h>
+#include <lepton/tls.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -101,6 +102,10 @@ typedef struct lep_broker_config {
     /* TLS for amqps listeners. */
     char *tls_cert, *tls_key, *tls_key_password, *tls_ca;
     bool tls_require_client_cert;
+    int tls_min_version;         /* LEP_TLS_1_2 (default) or LEP_TLS_1_3: "1.2", "1.3" */
+    char *tls_ciphers;           /* OpenSSL cipher list for TLS 1.2; NULL: OpenSSL's default */
+    char *tls_ciphersuites;      /* TLS 1.3 cipher suites ("A:B"); NULL: OpenSSL's default;
+                                  * "": no TLS 1.3 */
     /* SASL. */
     char *users_file;            /* lep_sasl_users file; NULL: no users */
     char *sasl_mechanisms;       /* NULL: the library's choice */
@@ -142,11 +147,12 @@ LEP_EXPORT void lep_broker_config_fini(lep_broker_config_t *c);
 /* Reads a configuration file (JSON with comments, docs/broker.md) over the
  * values already in c: keys present replace, keys absent keep, null puts
  * the built-in default back.  Relative paths in the file (data_dir,
- * users_file, tls_*) are taken relative to the file's directory.  Unknown
- * keys, wrong types and bad values are errors, "FILE:LINE:COL: message" in
- * c->error; c may then be partly updated.  Returns 0, LEP_ERR_IO
- * (unreadable), LEP_ERR_LIMIT (over 1 MiB, or nested too deep),
- * LEP_ERR_DECODE (syntax), LEP_ERR_INVALID, LEP_ERR_NOMEM.  Sets c->path. */
+ * users_file, tls_cert, tls_key, tls_ca) are taken relative to the file's
+ * directory.  Unknown keys, wrong types and bad values are errors,
+ * "FILE:LINE:COL: message" in c->error; c may then be partly updated.
+ * Returns 0, LEP_ERR_IO (unreadable), LEP_ERR_LIMIT (over 1 MiB, or nested
+ * too deep), LEP_ERR_DECODE (syntax), LEP_ERR_INVALID, LEP_ERR_NOMEM.
+ * Sets c->path. */
 LEP_EXPORT int lep_broker_config_load(lep_broker_config_t *c, const char *path);
 /* The same from text (len bytes); name (may be NULL) is the FILE of the
  * messages.  Relative paths are kept as written. */
@@ -159,6 +165,15 @@ LEP_EXPORT int lep_broker_config_parse(lep_broker_config_t *c, const char *text,
  * setter and before lep_broker_new().  0, LEP_ERR_INVALID with c->error
  * set ("listen[1] \"amqps://...\": ..."), LEP_ERR_NOMEM. */
 LEP_EXPORT int lep_broker_config_check(lep_broker_config_t *c);
+/* The server TLS configuration the amqps listeners use, made from c's
+ * tls_* settings: certificate and key, CAs (file or hashed directory),
+ * client certificates asked for with tls_ca and required with
+ * tls_require_client_cert, minimum version, ciphers.  *out gets a new
+ * config (one reference: lep_tls_config_free).  0, LEP_ERR_INVALID with
+ * c->error naming the setting ("tls_ciphers \"X\": ..."), LEP_ERR_NOMEM.
+ * lep_broker_config_check() and lep_broker_new() use it, so a setting
+ * OpenSSL refuses stops the start, not each client. */
+LEP_EXPORT int lep_broker_config_tls(lep_broker_config_t *c, lep_tls_config_t **out);
 /* Setters for command-line flags (strings copied).  add_listen checks the
  * URL (LEP_ERR_INVALID, c->error says why); its first call after init or
  * a file's "listen" replaces the list, later calls add to it.  set_str

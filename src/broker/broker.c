@@ -558,27 +558,40 @@ start_listeners(broker_t *b, char *err, size_t errlen)
             mechs[--n] = '\0';
         o.sasl_mechanisms = n ? mechs : "EXTERNAL";
     }
-    o.tls_cert = cfg->tls_cert;
-    o.tls_key = cfg->tls_key;
-    o.tls_key_password = cfg->tls_key_password;
-    o.tls_ca = cfg->tls_ca;
+    /* One TLS configuration for every amqps listener (each takes its own
+     * reference), made as lep_broker_config_check() tried it: minimum
+     * version, ciphers and client certificates are not in
+     * lep_connection_opts_t.  Without a certificate an amqps listener
+     * fails below with the container's reason. */
+    lep_tls_config_t *tls = NULL;
+    if (cfg->tls_cert) {
+        int rc = lep_broker_config_tls(&b->cfg, &tls);
+        if (rc)
+            return fail(err, errlen, rc, "%s", b->cfg.error);
+        o.tls_config = tls;
+    }
     o.max_frame_size = cfg->max_frame_size;
     o.max_message_size = cfg->max_message_size;
     o.offered_capabilities = LEP_BYTES(relay_cap, sizeof relay_cap);
+    int rc = 0;
     b->listeners = lep_calloc(cfg->nlisten ? cfg->nlisten : 1, sizeof *b->listeners);
     b->ports = lep_calloc(cfg->nlisten ? cfg->nlisten : 1, sizeof *b->ports);
     if (!b->listeners || !b->ports)
-        return fail(err, errlen, LEP_ERR_NOMEM, "%s", "out of memory");
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        int rc = lep_container_listen(b->c, cfg->listen[i], &o, &b->listeners[i]);
-        if (rc)
-            return fail(err, errlen, rc, "%s", lep_container_error());
+        rc = fail(err, errlen, LEP_ERR_NOMEM, "%s", "out of memory");
+    for (size_t i = 0; i < cfg->nlisten && rc == 0; i++) {
+        rc = lep_container_listen(b->c, cfg->listen[i], &o, &b->listeners[i]);
+        if (rc) {
+            fail(err, errlen, rc, "%s", lep_container_error());
+            break;
+        }
         b->ports[i] = lep_listener_port(b->listeners[i]);
         b->nlisteners++;
         lepi_log(b, LEPI_LOG_INFO, "listening on %s (port %u)", cfg->listen[i],
                  (unsigned)b->ports[i]);
     }
-    return 0;
+    if (tls)
+        lep_tls_config_free(tls);
+    return rc;
 }
 
 int

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 /* A broker configuration is a few kilobytes; anything huge is a mistake. */
@@ -157,6 +158,7 @@ typedef enum kind {
     K_LOGLEVEL, /* one of log_levels */
     K_MECHS,    /* SASL mechanism names: "A B" or ["A", "B"] */
     K_HOSTPORT, /* "host:port" */
+    K_TLSVER,   /* int LEP_TLS_1_x, written "1.2" or "1.3" */
     K_ANON,     /* allow_anonymous and allow_anonymous_set */
     K_LISTEN,
     K_POLICY,
@@ -187,6 +189,9 @@ static const field_t fields[] = {
     {"tls_key_password", K_STR, OFF(tls_key_password), NULL, 0, 0, 0},
     {"tls_ca", K_PATH, OFF(tls_ca), NULL, 0, 0, 0},
     {"tls_require_client_cert", K_BOOL, OFF(tls_require_client_cert), NULL, 0, 0, 0},
+    {"tls_min_version", K_TLSVER, OFF(tls_min_version), NULL, LEP_TLS_1_2, 0, 0},
+    {"tls_ciphers", K_STR, OFF(tls_ciphers), NULL, 0, 0, 0},
+    {"tls_ciphersuites", K_STR, OFF(tls_ciphersuites), NULL, 0, 0, 0},
     {"users_file", K_PATH, OFF(users_file), NULL, 0, 0, 0},
     {"sasl_mechanisms", K_MECHS, OFF(sasl_mechanisms), NULL, 0, 0, 0},
     {"allow_anonymous", K_ANON, OFF(allow_anonymous), NULL, 0, 0, 0},
@@ -241,6 +246,7 @@ field_reset(lep_broker_config_t *c, const field_t *f)
         c->allow_anonymous_set = false;
         return 0;
     case K_INT:
+    case K_TLSVER:
         *FIELD(c, f, int) = (int)f->idef;
         return 0;
     case K_U32:
@@ -590,6 +596,27 @@ set_enum(ctx_t *x, const lepi_json_t *v, const char *key, const char *const *nam
     }
     *out = i;
     return 0;
+}
+
+/* "1.2" or "1.3"; also as OpenSSL's MinProtocol and RabbitMQ's versions
+ * write them, "TLSv1.2" / "tlsv1.3". */
+static int
+set_tls_version(ctx_t *x, const lepi_json_t *v, const char *key, int *out)
+{
+    const char *s;
+    if (v->type != LEPI_JSON_STRING)
+        return type_error(x, v, key, "a string (\"1.2\" or \"1.3\")");
+    int rc = get_string(x, v, key, true, &s);
+    if (rc)
+        return rc;
+    const char *n = strncasecmp(s, "TLSv", 4) == 0 ? s + 4 : s;
+    if (strcmp(n, "1.2") == 0 || strcmp(n, "1.3") == 0) {
+        *out = n[2] == '2' ? LEP_TLS_1_2 : LEP_TLS_1_3;
+        return 0;
+    }
+    return at(x, v,
+              "\"%s\": unknown value \"%s\" (\"1.2\" or \"1.3\"; TLS 1.0 and 1.1 are not offered)",
+              key, s);
 }
 
 /* "A B" or ["A", "B"]: known names, at least one, stored space-separated. */
@@ -996,6 +1023,8 @@ parse_field(ctx_t *x, const field_t *f, const lepi_json_t *v)
         return rc;
     case K_MECHS:
         return set_mechanisms(x, v, f->key, FIELD(c, f, char *));
+    case K_TLSVER:
+        return set_tls_version(x, v, f->key, FIELD(c, f, int));
     case K_BOOL:
     case K_ANON:
         if (v->type != LEPI_JSON_BOOL)
@@ -1203,25 +1232,69 @@ check_tls(lep_broker_config_t *c, size_t n_amqps)
         (c->tls_key && (rc = check_file(c, "tls_key", c->tls_key, false))) ||
         (c->tls_ca && (rc = check_file(c, "tls_ca", c->tls_ca, true))))
         return rc;
-    if (!c->tls_cert && !c->tls_ca)
+    if (c->tls_min_version != LEP_TLS_1_2 && c->tls_min_version != LEP_TLS_1_3)
+        return fail(c, LEP_ERR_INVALID, "tls_min_version 0x%04x: LEP_TLS_1_2 or LEP_TLS_1_3",
+                    (unsigned)c->tls_min_version);
+    if (!c->tls_cert && !c->tls_ca && !c->tls_ciphers && !c->tls_ciphersuites)
         return 0;
-    /* Load them as the listeners will, so a wrong password or a key that
-     * does not match the certificate stops the start, not each client. */
+    /* Make the listeners' TLS configuration now, so a wrong password, a
+     * key that does not match the certificate or a cipher string OpenSSL
+     * refuses stops the start, not each client. */
     lep_tls_config_t *t;
+    if ((rc = lep_broker_config_tls(c, &t)) != 0)
+        return rc;
+    lep_tls_config_free(t);
+    return 0;
+}
+
+int
+lep_broker_config_tls(lep_broker_config_t *c, lep_tls_config_t **out)
+{
+    lep_tls_config_t *t;
+    int rc;
+    *out = NULL;
     if ((rc = lep_tls_config_new(&t, true)) != 0)
         return fail(c, rc, "TLS: %s", lep_strerror(rc));
-    if (c->tls_cert && (rc = lep_tls_config_set_cert(t, c->tls_cert, c->tls_key,
-                                                     c->tls_key_password)) != 0)
-        fail(c, LEP_ERR_INVALID, "tls_cert \"%s\", tls_key \"%s\": %s", c->tls_cert, c->tls_key,
-             lep_tls_config_error(t));
+    if (c->tls_cert &&
+        (rc = lep_tls_config_set_cert(t, c->tls_cert, c->tls_key ? c->tls_key : c->tls_cert,
+                                      c->tls_key_password)) != 0)
+        fail(c, rc, "tls_cert \"%s\", tls_key \"%s\": %s", c->tls_cert,
+             c->tls_key ? c->tls_key : c->tls_cert, lep_tls_config_error(t));
     if (rc == 0 && c->tls_ca) {
         struct stat st;
         bool dir = stat(c->tls_ca, &st) == 0 && S_ISDIR(st.st_mode);
         if ((rc = lep_tls_config_set_ca(t, dir ? NULL : c->tls_ca, dir ? c->tls_ca : NULL)))
-            fail(c, LEP_ERR_INVALID, "tls_ca \"%s\": %s", c->tls_ca, lep_tls_config_error(t));
+            fail(c, rc, "tls_ca \"%s\": %s", c->tls_ca, lep_tls_config_error(t));
+        /* With CAs, a client certificate is asked for (and checked when
+         * sent: SASL EXTERNAL); required only on demand. */
+        else if ((rc = lep_tls_config_set_verify(t, c->tls_require_client_cert
+                                                        ? LEP_TLS_VERIFY_PEER
+                                                        : LEP_TLS_VERIFY_OPTIONAL)) != 0)
+            fail(c, rc, "tls_require_client_cert: %s", lep_tls_config_error(t));
     }
-    lep_tls_config_free(t);
-    return rc ? (rc == LEP_ERR_NOMEM ? rc : LEP_ERR_INVALID) : 0;
+    if (rc == 0 && (rc = lep_tls_config_set_min_version(t, c->tls_min_version)) != 0)
+        fail(c, rc, "tls_min_version 0x%04x: %s", (unsigned)c->tls_min_version,
+             *lep_tls_config_error(t) ? lep_tls_config_error(t) : "LEP_TLS_1_2 or LEP_TLS_1_3");
+    if (rc == 0 && c->tls_ciphers && (rc = lep_tls_config_set_ciphers(t, c->tls_ciphers, NULL)))
+        fail(c, rc, "tls_ciphers \"%s\": OpenSSL refuses it: %s", c->tls_ciphers,
+             lep_tls_config_error(t));
+    if (rc == 0 && c->tls_ciphersuites &&
+        (rc = lep_tls_config_set_ciphers(t, NULL, c->tls_ciphersuites)))
+        fail(c, rc, "tls_ciphersuites \"%s\": OpenSSL refuses it: %s", c->tls_ciphersuites,
+             lep_tls_config_error(t));
+    /* "" is how OpenSSL turns TLS 1.3 off: with a 1.3 minimum nothing is
+     * left. */
+    if (rc == 0 && c->tls_ciphersuites && !*c->tls_ciphersuites &&
+        c->tls_min_version == LEP_TLS_1_3)
+        rc = fail(c, LEP_ERR_INVALID,
+                  "tls_ciphersuites \"\" turns TLS 1.3 off, but tls_min_version is \"1.3\": no "
+                  "client could connect");
+    if (rc) {
+        lep_tls_config_free(t);
+        return rc == LEP_ERR_NOMEM ? rc : LEP_ERR_INVALID;
+    }
+    *out = t;
+    return 0;
 }
 
 static int

@@ -567,6 +567,115 @@ EOF
             [ $STATUS -eq 0 ]
         stop_broker "$BPID" ext2
     fi
+
+    # TLS versions and ciphers.  tlsprobe PORT MAX [CIPHERS]: a TLS
+    # handshake by Python's ssl module (the test CA; TLS 1.2 at most when
+    # MAX is 1.2), printing "ok PROTOCOL CIPHER" or "failed REASON"; status
+    # 0 on success.
+    tlsprobe() {
+        "$PY" - "$tmp/certs/ca.pem" "$@" <<'PYEOF'
+import socket, ssl, sys
+ca, port, maxv = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+if maxv == "1.2":
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+if len(sys.argv) > 4:
+    ctx.set_ciphers(sys.argv[4])
+try:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            print("ok", t.version(), t.cipher()[0])
+except (ssl.SSLError, OSError) as e:
+    print("failed", e)
+    sys.exit(1)
+PYEOF
+    }
+    cat >"$tmp/tls13.json" <<EOF
+{
+  "listen": "amqps://127.0.0.1:$ps",
+  "data_dir": "tls13-data",
+  "tls_cert": "certs/server.pem", "tls_key": "certs/server.key",
+  "tls_min_version": "1.3",
+  "tls_ciphersuites": "TLS_CHACHA20_POLY1305_SHA256"
+}
+EOF
+    if broker tls13 "$ps" -c "$tmp/tls13.json"; then
+        tlsprobe "$ps" 1.2 >"$tmp/v1.out" 2>&1
+        if [ $? -eq 1 ] && grep -qi '^failed .*version' "$tmp/v1.out"; then ok; else
+            ko "tls_min_version 1.3: a client limited to TLS 1.2 is not refused for its version"
+            show "$tmp/v1.out" "$tmp/tls13.err"
+        fi
+        timeout 10 openssl s_client -tls1_2 -connect "127.0.0.1:$ps" -CAfile "$tmp/certs/ca.pem" \
+            </dev/null >"$tmp/v2.out" 2>&1
+        st=$?
+        if [ $st -ne 0 ] && grep -q 'alert protocol version' "$tmp/v2.out"; then ok; else
+            ko "tls_min_version 1.3: openssl s_client -tls1_2: status $st (want a failed handshake)"
+            show "$tmp/v2.out"
+        fi
+        tlsprobe "$ps" any >"$tmp/v3.out" 2>&1
+        check "tls_min_version 1.3, tls_ciphersuites: a TLS 1.3 client gets the one suite: $(cat "$tmp/v3.out")" \
+            grep -q '^ok TLSv1.3 TLS_CHACHA20_POLY1305_SHA256$' "$tmp/v3.out"
+        run v4 20 "$SEND" -m tls13 "${CA[@]}" "amqps://localhost:$ps/queue.tls"
+        check "tls_min_version 1.3: lepton-send over amqps: status $STATUS" [ $STATUS -eq 0 ]
+        stop_broker "$BPID" tls13
+    fi
+    # tls_ciphers: the TLS 1.2 list (the test keys are EC: ECDSA ciphers)
+    cat >"$tmp/tls12.json" <<EOF
+{
+  "listen": "amqps://127.0.0.1:$ps",
+  "data_dir": "tls12-data",
+  "tls_cert": "certs/server.pem", "tls_key": "certs/server.key",
+  "tls_ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256"
+}
+EOF
+    if broker tls12 "$ps" -c "$tmp/tls12.json"; then
+        tlsprobe "$ps" 1.2 >"$tmp/c1.out" 2>&1
+        check "tls_ciphers: a TLS 1.2 client gets the configured cipher: $(cat "$tmp/c1.out")" \
+            grep -q '^ok TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256$' "$tmp/c1.out"
+        tlsprobe "$ps" 1.2 ECDHE-ECDSA-AES256-GCM-SHA384 >"$tmp/c2.out" 2>&1
+        check "tls_ciphers: a TLS 1.2 client with other ciphers only is refused: $(cat "$tmp/c2.out")" \
+            grep -q '^failed ' "$tmp/c2.out"
+        tlsprobe "$ps" any >"$tmp/c3.out" 2>&1
+        check "tls_ciphers leaves TLS 1.3 alone: $(cat "$tmp/c3.out")" grep -q '^ok TLSv1.3 ' "$tmp/c3.out"
+        stop_broker "$BPID" tls12
+    fi
+    # tls_require_client_cert: no certificate, no connection
+    cat >"$tmp/reqcert.json" <<EOF
+{
+  "listen": "amqps://127.0.0.1:$ps",
+  "data_dir": "reqcert-data",
+  "tls_cert": "certs/server.pem", "tls_key": "certs/server.key", "tls_ca": "certs/ca.pem",
+  "tls_require_client_cert": true
+}
+EOF
+    if broker reqcert "$ps" -c "$tmp/reqcert.json"; then
+        run rc1 20 "$SEND" -m nocert --max-reconnect 1 "${CA[@]}" "amqps://127.0.0.1:$ps/queue.rc"
+        check "tls_require_client_cert: a client without a certificate is refused: status $STATUS" \
+            [ $STATUS -eq 1 ]
+        run rc2 20 "$SEND" -m cert "${CA[@]}" --tls-cert "$tmp/certs/client.pem" \
+            --tls-key "$tmp/certs/client.key" "amqps://127.0.0.1:$ps/queue.rc"
+        check "tls_require_client_cert: a client with a certificate gets in: status $STATUS" [ $STATUS -eq 0 ]
+        stop_broker "$BPID" reqcert
+    fi
+    # Cipher strings OpenSSL refuses stop the start (status 2, one line
+    # naming the key) and --check alike, before anything is made; so does
+    # a 1.3 minimum with TLS 1.3 turned off.
+    for bad in 'tls_ciphers:"NO-SUCH-CIPHER"' 'tls_ciphersuites:"TLS_NO_SUCH_SUITE"' \
+        'tls_ciphersuites:"", "tls_min_version": "1.3"'; do
+        key=${bad%%:*}
+        printf '{"listen": "amqps://127.0.0.1:%s", "data_dir": "badtls-data",\n "tls_cert": "certs/server.pem", "tls_key": "certs/server.key",\n "%s": %s}\n' \
+            "$ps" "$key" "${bad#*:}" >"$tmp/badtls.json"
+        for mode in start check; do
+            args=(-c "$tmp/badtls.json")
+            [ $mode = check ] && args+=(--check)
+            run badtls 10 "$BROKER" "${args[@]}"
+            if [ $STATUS -eq 2 ] && [ "$(wc -l <"$tmp/badtls.err")" -eq 1 ] &&
+                grep -q "^lepton-broker: $key \"" "$tmp/badtls.err" && [ ! -e "$tmp/badtls-data" ]; then ok; else
+                ko "a bad $key ($mode): status $STATUS (want 2 and one line naming $key)"
+                show "$tmp/badtls.json" "$tmp/badtls.err"
+            fi
+        done
+    done
 else
     echo "SKIP: TLS and SASL (cannot make test certificates)"
 fi

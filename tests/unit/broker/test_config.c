@@ -75,6 +75,9 @@ check_defaults(const lep_broker_config_t *c)
     assert_null(c->tls_key_password);
     assert_null(c->tls_ca);
     assert_false(c->tls_require_client_cert);
+    assert_int_equal(c->tls_min_version, LEP_TLS_1_2);
+    assert_null(c->tls_ciphers);
+    assert_null(c->tls_ciphersuites);
     assert_null(c->users_file);
     assert_null(c->sasl_mechanisms);
     assert_true(c->allow_anonymous);
@@ -128,6 +131,8 @@ static const char full[] =
     "  \"log_level\": \"debug\",\n"
     "  \"tls_cert\": \"c.pem\", \"tls_key\": \"k.pem\", \"tls_key_password\": \"pw\",\n"
     "  \"tls_ca\": \"ca.pem\", \"tls_require_client_cert\": true,\n"
+    "  \"tls_min_version\": \"1.3\", \"tls_ciphers\": \"ECDHE+AESGCM:!aNULL\",\n"
+    "  \"tls_ciphersuites\": \"TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256\",\n"
     "  \"users_file\": \"users.txt\",\n"
     "  \"sasl_mechanisms\": [\"SCRAM-SHA-256\", \"PLAIN EXTERNAL\"],\n"
     "  \"allow_anonymous\": true,\n"
@@ -178,6 +183,9 @@ test_every_key(void **state)
     assert_string_equal(c.tls_key_password, "pw");
     assert_string_equal(c.tls_ca, "ca.pem");
     assert_true(c.tls_require_client_cert);
+    assert_int_equal(c.tls_min_version, LEP_TLS_1_3);
+    assert_string_equal(c.tls_ciphers, "ECDHE+AESGCM:!aNULL");
+    assert_string_equal(c.tls_ciphersuites, "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
     assert_string_equal(c.users_file, "users.txt");
     assert_string_equal(c.sasl_mechanisms, "SCRAM-SHA-256 PLAIN EXTERNAL");
     assert_true(c.allow_anonymous);
@@ -220,6 +228,7 @@ test_every_key(void **state)
         "{\"listen\": null, \"data_dir\": null, \"fsync\": null, \"container_id\": null,"
         " \"threads\": null, \"log_level\": null, \"tls_cert\": null, \"tls_key\": null,"
         " \"tls_key_password\": null, \"tls_ca\": null, \"tls_require_client_cert\": null,"
+        " \"tls_min_version\": null, \"tls_ciphers\": null, \"tls_ciphersuites\": null,"
         " \"users_file\": null, \"sasl_mechanisms\": null, \"allow_anonymous\": null,"
         " \"allow_plain_without_tls\": null, \"max_connections\": null,"
         " \"max_connections_per_user\": null, \"max_frame_size\": null,"
@@ -252,6 +261,23 @@ test_every_key(void **state)
     assert_int_equal(c.acl[0].deny, LEP_ACL_SEND);
     assert_int_equal(c.acl[0].allow, 0);
     lep_broker_config_fini(&c);
+
+    /* tls_min_version also as OpenSSL and RabbitMQ write it; "" for
+     * tls_ciphersuites is OpenSSL's "no TLS 1.3", kept as written */
+    static const struct {
+        const char *v;
+        int want;
+    } versions[] = {{"1.2", LEP_TLS_1_2}, {"1.3", LEP_TLS_1_3}, {"TLSv1.3", LEP_TLS_1_3},
+                    {"tlsv1.2", LEP_TLS_1_2}};
+    for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
+        char json[128];
+        snprintf(json, sizeof json, "{\"tls_min_version\": \"%s\", \"tls_ciphersuites\": \"\"}",
+                 versions[i].v);
+        cfg_ok(&c, json);
+        assert_int_equal(c.tls_min_version, versions[i].want);
+        assert_string_equal(c.tls_ciphersuites, "");
+        lep_broker_config_fini(&c);
+    }
 }
 
 static void
@@ -378,6 +404,23 @@ test_errors(void **state)
         {"{\"log_level\": \"verbose\"}", LEP_ERR_INVALID,
          "t.json:1:15: \"log_level\": unknown value \"verbose\" (\"error\", \"warn\", \"info\", "
          "\"debug\" or \"trace\")"},
+        {"{\"tls_min_version\": \"1.1\"}", LEP_ERR_INVALID,
+         "t.json:1:21: \"tls_min_version\": unknown value \"1.1\" (\"1.2\" or \"1.3\"; TLS 1.0 "
+         "and 1.1 are not offered)"},
+        {"{\n  \"tls_min_version\": \"TLS1.3\"}", LEP_ERR_INVALID,
+         "t.json:2:22: \"tls_min_version\": unknown value \"TLS1.3\" (\"1.2\" or \"1.3\"; TLS "
+         "1.0 and 1.1 are not offered)"},
+        {"{\"tls_min_version\": \"\"}", LEP_ERR_INVALID,
+         "t.json:1:21: \"tls_min_version\": unknown value \"\" (\"1.2\" or \"1.3\"; TLS 1.0 and "
+         "1.1 are not offered)"},
+        {"{\"tls_min_version\": 1.3}", LEP_ERR_INVALID,
+         "t.json:1:21: \"tls_min_version\" must be a string (\"1.2\" or \"1.3\"), not a number"},
+        {"{\"tls_min_version\": \"1.3\\u0000\"}", LEP_ERR_INVALID,
+         "t.json:1:21: \"tls_min_version\" contains a NUL character"},
+        {"{\"tls_ciphers\": [\"AES128-SHA\"]}", LEP_ERR_INVALID,
+         "t.json:1:17: \"tls_ciphers\" must be a string, not an array"},
+        {"{\"tls_ciphersuites\": 1}", LEP_ERR_INVALID,
+         "t.json:1:22: \"tls_ciphersuites\" must be a string, not a number"},
         {"{\"queue_defaults\": {\"overflow\": \"drop\"}}", LEP_ERR_INVALID,
          "t.json:1:33: \"queue_defaults.overflow\": unknown value \"drop\" (\"block\", "
          "\"reject\" or \"drop-head\")"},
@@ -767,6 +810,60 @@ test_check(void **state)
     check_bad(with_certs("{\"tls_ca\": \"%s\", \"tls_require_client_cert\": true}", "ca.pem", NULL,
                          NULL),
               "tls_require_client_cert is set but no listener is amqps");
+
+    /* TLS versions and ciphers: OpenSSL judges the strings now, not at the
+     * first connection; the message names the key */
+    check_ok(with_certs("{\"listen\": [\"amqps://127.0.0.1:0\"], \"tls_cert\": \"%s\","
+                        " \"tls_key\": \"%s\", \"tls_min_version\": \"1.3\","
+                        " \"tls_ciphers\": \"ECDHE+AESGCM:!aNULL\","
+                        " \"tls_ciphersuites\": \"TLS_AES_128_GCM_SHA256\"}",
+                        "server.pem", "server.key", NULL));
+    check_ok("{\"tls_ciphers\": \"HIGH:!aNULL:!MD5\"}"); /* no certificate needed to judge */
+    check_ok("{\"tls_ciphersuites\": \"\"}");             /* TLS 1.2 only */
+    assert_int_equal(check_json(&c2, "{\"tls_ciphers\": \"NO-SUCH-CIPHER\"}"), LEP_ERR_INVALID);
+    snprintf(want, sizeof want, "tls_ciphers \"NO-SUCH-CIPHER\": OpenSSL refuses it: ");
+    assert_memory_equal(c2.error, want, strlen(want));
+    assert_non_null(strstr(c2.error, "no cipher match"));
+    lep_broker_config_fini(&c2);
+    assert_int_equal(check_json(&c2, "{\"tls_ciphers\": \"\"}"), LEP_ERR_INVALID);
+    assert_memory_equal(c2.error, "tls_ciphers \"\": OpenSSL refuses it: ", 34);
+    lep_broker_config_fini(&c2);
+    assert_int_equal(check_json(&c2, with_certs("{\"tls_cert\": \"%s\", \"tls_key\": \"%s\","
+                                                " \"tls_ciphersuites\": \"TLS_NOPE\"}",
+                                                "server.pem", "server.key", NULL)),
+                     LEP_ERR_INVALID);
+    snprintf(want, sizeof want, "tls_ciphersuites \"TLS_NOPE\": OpenSSL refuses it: ");
+    assert_memory_equal(c2.error, want, strlen(want));
+    lep_broker_config_fini(&c2);
+    /* a TLS 1.2 cipher name is not a TLS 1.3 suite */
+    assert_int_equal(check_json(&c2, "{\"tls_ciphersuites\": \"ECDHE-RSA-AES128-GCM-SHA256\"}"),
+                     LEP_ERR_INVALID);
+    assert_memory_equal(c2.error, "tls_ciphersuites \"ECDHE-RSA-AES128-GCM-SHA256\": ", 48);
+    lep_broker_config_fini(&c2);
+    check_bad("{\"tls_min_version\": \"1.3\", \"tls_ciphersuites\": \"\"}",
+              "tls_ciphersuites \"\" turns TLS 1.3 off, but tls_min_version is \"1.3\": no client "
+              "could connect");
+    /* a version set by code is checked too */
+    assert_int_equal(lep_broker_config_init(&c), 0);
+    c.tls_min_version = 0x0302; /* TLS 1.1 */
+    assert_int_equal(lep_broker_config_check(&c), LEP_ERR_INVALID);
+    assert_string_equal(c.error, "tls_min_version 0x0302: LEP_TLS_1_2 or LEP_TLS_1_3");
+    lep_broker_config_fini(&c);
+
+    /* lep_broker_config_tls: the listeners' configuration, or the reason */
+    lep_tls_config_t *t = (lep_tls_config_t *)&c;
+    assert_int_equal(check_json(&c, with_certs("{\"tls_cert\": \"%s\", \"tls_key\": \"%s\","
+                                               " \"tls_ca\": \"%s\", \"tls_min_version\": \"1.3\"}",
+                                               "server.pem", "server.key", "cadir")),
+                     0);
+    assert_int_equal(lep_broker_config_tls(&c, &t), 0);
+    assert_non_null(t);
+    lep_tls_config_free(t);
+    assert_int_equal(lep_broker_config_set_str(&c.tls_ciphers, "BOGUS"), 0);
+    assert_int_equal(lep_broker_config_tls(&c, &t), LEP_ERR_INVALID);
+    assert_null(t);
+    assert_memory_equal(c.error, "tls_ciphers \"BOGUS\": ", 21);
+    lep_broker_config_fini(&c);
 
     /* SASL and the users file */
     lep_buf_t b;
