@@ -227,6 +227,8 @@ struct bconn {
     lep_message_t *scratch;    /* header rewrites */
     lep_buf_t buf;
     bool throttled;            /* output full: a retry is scheduled */
+    uint32_t retry_ms;         /* its delay: longer while nothing drains */
+    uint64_t sent, sent_at_throttle; /* messages sent to consumers */
     /* shared (under lock): work handed in from other threads */
     pthread_mutex_t lock;
     bool wake_queued;          /* a work item is on its way */

@@ -361,7 +361,8 @@ give_back(bqueue_t *q, blist_t *l, bool count)
  * waits, and leaves them on the queue (in its outbox, shared) instead. */
 #define OUTPUT_HIGH ((size_t)1 << 20)   /* bytes framed for the socket */
 #define QUEUED_HIGH 256u                /* deliveries waiting for window */
-#define OUTPUT_RETRY_MS 2
+#define OUTPUT_RETRY_MS 2       /* doubled up to the max while nothing goes out */
+#define OUTPUT_RETRY_MAX_MS 128
 
 /* True when c's connection holds enough not yet sent; buffered: the
  * output's bytes, counted up by the caller as it sends. */
@@ -390,8 +391,16 @@ output_retry(void *ctx)
 static void
 throttle(bconn_t *bc)
 {
-    if (!bc->throttled &&
-        lep_connection_schedule(bc->conn, OUTPUT_RETRY_MS, output_retry, bc) == 0)
+    if (bc->throttled)
+        return;
+    /* a peer that stopped reading altogether costs a wake-up every
+     * 128 ms, not every 2 */
+    if (bc->sent != bc->sent_at_throttle || !bc->retry_ms)
+        bc->retry_ms = OUTPUT_RETRY_MS;
+    else if (bc->retry_ms < OUTPUT_RETRY_MAX_MS)
+        bc->retry_ms *= 2;
+    bc->sent_at_throttle = bc->sent;
+    if (lep_connection_schedule(bc->conn, bc->retry_ms, output_retry, bc) == 0)
         bc->throttled = true;
 }
 
@@ -449,6 +458,7 @@ lepi_consumer_flush(bconsumer_t *c)
             return;
         }
         buffered += bytes.len;
+        bc->sent++;
         lepi_blist_remove(&todo, e);
         atomic_fetch_add_explicit(&bc->b->messages_out, 1, memory_order_relaxed);
         if (d) {
