@@ -535,11 +535,9 @@ EOF
         run ex1 20 "$SEND" -m ext --sasl-mechanisms EXTERNAL "${CA[@]}" --tls-cert "$tmp/certs/client.pem" \
             --tls-key "$tmp/certs/client.key" "amqps://127.0.0.1:$ps/queue.ext"
         check "EXTERNAL with a client certificate: status $STATUS" [ $STATUS -eq 0 ]
-        # Known bug: with no users file and no sasl_mechanisms, the broker
-        # passes no mechanism list to the library, whose default offers
-        # ANONYMOUS "when nothing else is": allow_anonymous=false is ignored
-        # and anyone logs in as anonymous (src/broker/broker.c,
-        # start_listeners).
+        # With no users file and no sasl_mechanisms, allow_anonymous false
+        # must still hold: the library's own default would offer ANONYMOUS
+        # when nothing else is, so the broker names its mechanisms.
         run ex2 20 "$SEND" -m anon-plain --max-reconnect 1 "$plain/queue.ext"
         check "allow_anonymous false (client certificates only): ANONYMOUS over amqp refused: status $STATUS" \
             [ $STATUS -eq 1 ]
@@ -548,10 +546,9 @@ EOF
             [ $STATUS -eq 1 ]
         stop_broker "$BPID" ext
     fi
-    # Known bug: docs/broker.md says the default mechanisms include EXTERNAL
-    # for a TLS client that presented a certificate; with a users file the
-    # broker's default list is "SCRAM-SHA-512 SCRAM-SHA-256 SCRAM-SHA-1
-    # PLAIN" (src/broker/broker.c, start_listeners), without EXTERNAL.
+    # The default mechanisms with a users file include EXTERNAL for a TLS
+    # client that presented a certificate (docs/broker.md), beside SCRAM
+    # and PLAIN.
     cat >"$tmp/ext2.json" <<EOF
 {
   "listen": "amqps://127.0.0.1:$ps",
