@@ -149,9 +149,20 @@ lepi_management_request(bconn_t *bc, bproducer_t *p, lep_delivery_t *d, lep_mess
     char op[64], type[64], name[512];
     lep_buf_t body;
     lep_buf_init(&body);
-    if (!lep_message_reply_to(m).len) {
+    lep_bytes_t rt = lep_message_reply_to(m);
+    if (!rt.len || rt.len >= sizeof name) {
         lep_condition_t cond = lep_condition_make("amqp:invalid-field",
-                                                  "a management request needs a reply-to");
+                                                  rt.len ? "the reply-to address is too long"
+                                                         : "a management request needs a reply-to");
+        lep_delivery_reject(d, &cond);
+        return;
+    }
+    /* the answer is a message sent to the reply-to: the user's to send */
+    memcpy(name, rt.ptr, rt.len);
+    name[rt.len] = '\0';
+    if (!(lep_acl_check(b->cfg.acl, b->cfg.nacl, bc->user, name) & LEP_ACL_SEND)) {
+        lep_condition_t cond = lep_condition_make("amqp:unauthorized-access",
+                                                  "not allowed to send to the reply-to address");
         lep_delivery_reject(d, &cond);
         return;
     }

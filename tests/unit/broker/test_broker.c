@@ -1110,6 +1110,31 @@ test_acl_denied(void **state)
     client_run(&k);
     assert_non_null(strstr(k.link_error, "amqp:unauthorized-access"));
     tb_fini(&t);
+
+    /* A management answer is a message sent to the reply-to: a user who
+     * may manage but not send to a queue cannot have answers put there. */
+    tb_init(&t, false);
+    conf = "{\"acl\": [{\"user\": \"*\", \"address\": \"$management\", \"allow\": \"manage\"},"
+           " {\"user\": \"*\", \"address\": \"queue.victim\", \"allow\": [\"receive\", \"create\"],"
+           " \"deny\": \"send\"}]}";
+    assert_int_equal(lep_broker_config_parse(&t.cfg, conf, strlen(conf), "test"), 0);
+    tb_start(&t);
+    client_t victim;
+    client_init(&victim, t.url, "queue.victim");
+    victim.idle_ms = 800;
+    pthread_t th;
+    pthread_create(&th, NULL, run_client_thread, &victim);
+    usleep(200 * 1000); /* attached: the queue exists */
+    client_init(&k, t.url, "$management");
+    k.nsend = 1;
+    k.reply_to = "queue.victim";
+    client_run(&k);
+    assert_int_equal(k.rejected, 1);
+    assert_string_equal(k.reject_name, "amqp:unauthorized-access");
+    pthread_join(th, NULL);
+    assert_int_equal(victim.got, 0);
+    assert_int_equal(victim.link_error[0], '\0');
+    tb_fini(&t);
 }
 
 /* ------------------------------------------------------------------ */
