@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 typedef struct bnode {
     struct bnode *next;
@@ -201,12 +202,15 @@ lepi_address_add(broker_t *b, const char *name, bqueue_kind_t kind, uint64_t id,
 }
 
 bqueue_t *
-lepi_address_temporary(broker_t *b)
+lepi_address_temporary(broker_t *b, bool exclusive)
 {
     char name[96];
+    /* not to be guessed: a temporary address is where replies go */
     uint8_t r[6];
-    for (size_t i = 0; i < sizeof r; i++)
-        r[i] = (uint8_t)(rand() >> 8);
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+        uint64_t x = (uint64_t)lepi_now_ms() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)b;
+        memcpy(r, &x, sizeof r);
+    }
     snprintf(name, sizeof name, "temp.%02x%02x%02x%02x%02x%02x.%llu", r[0], r[1], r[2], r[3],
              r[4], r[5], (unsigned long long)atomic_fetch_add(&b->next_temp, 1));
     lep_queue_policy_t pol = b->cfg.queue_defaults;
@@ -215,6 +219,7 @@ lepi_address_temporary(broker_t *b)
     bqueue_t *q;
     if (lepi_queue_new(b, name, BQ_TEMPORARY, &pol, &q) != 0)
         return NULL;
+    q->exclusive = exclusive;
     pthread_rwlock_wrlock(&b->table_lock);
     int rc = insert_locked(b, q);
     if (!rc)

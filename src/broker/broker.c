@@ -197,7 +197,7 @@ on_sender_open(void *ctx, lep_sender_t *s)
     bool browse = false, temp = false, sub = false;
     char why[400];
     if (src && src->dynamic) {
-        if (!(q = lepi_address_temporary(b))) {
+        if (!(q = lepi_address_temporary(b, true))) {
             refuse_sender(bc, s, "amqp:resource-limit-exceeded", "out of memory");
             return;
         }
@@ -239,6 +239,14 @@ on_sender_open(void *ctx, lep_sender_t *s)
         case BA_QUEUE: {
             int err;
             q = lepi_address_queue(b, addr, false, &err);
+            if (q && q->exclusive) {
+                /* a dynamic node's messages are for the link that made it
+                 * (its replies); anyone may send to it */
+                lepi_queue_unref(q);
+                refuse_sender(bc, s, "amqp:resource-locked",
+                              "a temporary queue is received from only by the link that made it");
+                return;
+            }
             unsigned need = LEP_ACL_RECEIVE | (q ? 0 : LEP_ACL_CREATE);
             if (!allowed(bc, addr, need)) {
                 lepi_queue_unref(q);
@@ -307,7 +315,7 @@ on_receiver_open(void *ctx, lep_receiver_t *r)
     char addr[512];
     snprintf(addr, sizeof addr, "%s", lep_receiver_target_address(r));
     if (tgt && tgt->dynamic) {
-        bqueue_t *q = lepi_address_temporary(b);
+        bqueue_t *q = lepi_address_temporary(b, false);
         if (!q) {
             refuse_receiver(bc, r, "amqp:resource-limit-exceeded", "out of memory");
             return;

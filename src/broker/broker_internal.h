@@ -134,6 +134,7 @@ struct bqueue {
     size_t capgroups, ngroups;
     size_t grouped;           /* messages with a group-id on the queue */
     bool deleted;
+    bool exclusive;           /* a dynamic source's: no other receivers */
     /* topic subscriptions */
     char *pattern;            /* the topic pattern after the topic prefix */
     bool durable_sub;         /* survives its link (detach keeps it) */
@@ -304,8 +305,9 @@ bqueue_t *lepi_address_queue(broker_t *b, const char *address, int create, int *
 bqueue_t *lepi_address_add(broker_t *b, const char *name, bqueue_kind_t kind, uint64_t id,
                            const char *pattern);
 void lepi_address_free_all(broker_t *b);
-/* A temporary queue with a fresh address (dynamic node). */
-bqueue_t *lepi_address_temporary(broker_t *b);
+/* A temporary queue with a fresh address (dynamic node).  exclusive: a
+ * dynamic source's, received from only by the link that made it. */
+bqueue_t *lepi_address_temporary(broker_t *b, bool exclusive);
 /* Removes a queue from the table (delete, temporary queue closing). */
 void lepi_address_remove(broker_t *b, bqueue_t *q);
 /* A subscription queue for pattern (after the topic prefix); durable:

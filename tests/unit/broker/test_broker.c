@@ -911,6 +911,72 @@ test_request_response(void **state)
 /* ------------------------------------------------------------------ */
 /* Redelivery, dead letters, expiry, priority                           */
 
+/* A dynamic receiver's temporary queue: anyone may send to it (replies),
+ * nobody else may receive from it. */
+typedef struct dyn {
+    lep_container_t *c;
+    lep_connection_t *conn;
+    char addr[128];
+    atomic_int ready;
+} dyn_t;
+
+static void
+dyn_open(void *ctx, lep_receiver_t *r)
+{
+    dyn_t *x = ctx;
+    snprintf(x->addr, sizeof x->addr, "%s", lep_receiver_address(r));
+    atomic_store(&x->ready, 1);
+}
+
+static void dyn_final(void *ctx, lep_connection_t *c) { lep_container_stop(((dyn_t *)ctx)->c); }
+static void dyn_close(void *ctx) { lep_connection_close(((dyn_t *)ctx)->conn, NULL); }
+
+static void *
+dyn_run(void *arg)
+{
+    lep_container_run(((dyn_t *)arg)->c);
+    return NULL;
+}
+
+static void
+test_temporary_queue_private(void **state)
+{
+    arm_alarm(30);
+    tb_t t;
+    tb_init(&t, false);
+    tb_start(&t);
+    static dyn_t x;
+    memset(&x, 0, sizeof x);
+    lep_handler_t h = {.on_receiver_open = dyn_open, .on_connection_final = dyn_final};
+    lep_container_opts_t o;
+    lep_container_opts_init(&o);
+    o.handler = &h;
+    o.ctx = &x;
+    assert_int_equal(lep_container_new(&x.c, &o), 0);
+    assert_int_equal(lep_container_connect(x.c, t.url, NULL, &x.conn), 0);
+    lep_receiver_opts_t ro;
+    lep_receiver_opts_init(&ro);
+    ro.dynamic = true;
+    lep_receiver_t *r;
+    assert_int_equal(lep_connection_open_receiver(x.conn, NULL, &ro, &r), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, dyn_run, &x);
+    for (int i = 0; i < 500 && !atomic_load(&x.ready); i++)
+        usleep(10 * 1000);
+    assert_true(atomic_load(&x.ready));
+    assert_true(strncmp(x.addr, "temp.", 5) == 0);
+    client_t k;
+    client_init(&k, t.url, x.addr);
+    k.idle_ms = 300;
+    client_run(&k);
+    assert_non_null(strstr(k.link_error, "amqp:resource-locked"));
+    assert_int_equal(send_n(t.url, x.addr, 2), 2);
+    lep_connection_inject(x.conn, dyn_close, &x);
+    pthread_join(th, NULL);
+    lep_container_free(x.c);
+    tb_fini(&t);
+}
+
 static void
 test_redelivery_and_dead_letters(void **state)
 {
@@ -1327,6 +1393,7 @@ main(void)
         cmocka_unit_test(test_topics_wildcards),
         cmocka_unit_test(test_durable_subscription),
         cmocka_unit_test(test_request_response),
+        cmocka_unit_test(test_temporary_queue_private),
         cmocka_unit_test(test_redelivery_and_dead_letters),
         cmocka_unit_test(test_disconnect_redelivers),
         cmocka_unit_test(test_expiry_and_priority),
