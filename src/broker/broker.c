@@ -509,6 +509,7 @@ recover_message(void *ctx, uint64_t queue_id, uint64_t msg_id, const void *data,
         if (lepi_bmsg_new(&msg, data, len, NULL, r->b->recovery_scratch, lepi_now_ms()) != 0)
             return 0; /* undecodable: dropped, as it could never be delivered */
         msg->id = msg_id;
+        msg->recovered = true;
         lepi_bmsg_unref(r->last);
         r->last = msg;
     }

@@ -71,6 +71,8 @@ struct bmsg {
     uint32_t group;       /* hash of the group-id property; 0: in no group */
     bool durable;
     bool stored;          /* written to the journal (some queue holds it durably) */
+    bool recovered;       /* read back from the journal: it may have been delivered
+                           * before the restart (sent with delivery-count + 1) */
     size_t header_len;    /* bytes of the header section at the start of data (0: none) */
     size_t len;
     /* The entry of the first queue the message goes on, allocated with it:
@@ -91,7 +93,7 @@ void lepi_bmsg_ref(bmsg_t *m);
 void lepi_bmsg_unref(bmsg_t *m);
 /* The bytes to send for a delivery number delivery_count (0: first): the
  * message as received, or with its header rewritten (delivery-count,
- * first-acquirer false).  scratch is used for the rewrite; the view is
+ * first-acquirer false; one more for a recovered message).  scratch is used for the rewrite; the view is
  * valid until scratch changes. */
 lep_bytes_t lepi_bmsg_bytes(const bmsg_t *m, uint32_t delivery_count, lep_message_t *scratch,
                             lep_buf_t *out);

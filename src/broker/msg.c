@@ -55,6 +55,7 @@ lepi_bmsg_new(bmsg_t **out, const void *data, size_t len, const lep_message_t *m
     atomic_flag_clear_explicit(&msg->entry_taken, memory_order_relaxed);
     msg->id = 0;
     msg->stored = false;
+    msg->recovered = false;
     msg->durable = lep_message_durable(m);
     uint8_t prio = lep_message_priority(m);
     msg->priority = prio < LEPI_PRIORITIES ? prio : LEPI_PRIORITIES - 1;
@@ -101,6 +102,12 @@ lep_bytes_t
 lepi_bmsg_bytes(const bmsg_t *m, uint32_t delivery_count, lep_message_t *scratch,
                 lep_buf_t *out)
 {
+    /* A message recovered after a restart may have been sent to a
+     * consumer that never settled it (the journal keeps no deliveries):
+     * it says so as a redelivery does, as qpidd marks recovered messages
+     * redelivered.  The dead-letter limit counts only the failures seen. */
+    if (m->recovered)
+        delivery_count++;
     if (delivery_count == 0)
         return LEP_BYTES(m->data, m->len);
     /* A redelivery says so in its header (3.2.1): the count of earlier
