@@ -462,7 +462,8 @@ lepi_topic_publish(broker_t *b, const char *topic, bmsg_t *msg, lepi_store_done_
         if (nids) {
             if (!msg->id)
                 msg->id = atomic_fetch_add(&b->next_msg_id, 1);
-            if (lepi_store_enqueue(b->store, msg->id, msg->data, msg->len, ids, nids, done, ctx) == 0)
+            lep_bytes_t stored = lepi_bmsg_stored(msg);
+            if (lepi_store_enqueue(b->store, msg->id, stored.ptr, stored.len, ids, nids, done, ctx) == 0)
                 *pending = done != NULL;
             else
                 nids = 0;

@@ -506,8 +506,12 @@ recover_message(void *ctx, uint64_t queue_id, uint64_t msg_id, const void *data,
         return 0;
     bmsg_t *msg = r->last;
     if (!msg || msg->id != msg_id) {
-        if (lepi_bmsg_new(&msg, data, len, NULL, r->b->recovery_scratch, lepi_now_ms()) != 0)
+        int64_t expires;
+        lep_bytes_t m = lepi_bmsg_unwrap(data, len, &expires);
+        if (lepi_bmsg_new(&msg, m.ptr, m.len, NULL, r->b->recovery_scratch, lepi_now_ms()) != 0)
             return 0; /* undecodable: dropped, as it could never be delivered */
+        if (expires)
+            msg->expires = expires; /* a TTL counts from the arrival */
         msg->id = msg_id;
         msg->recovered = true;
         lepi_bmsg_unref(r->last);

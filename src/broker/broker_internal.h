@@ -50,6 +50,9 @@ void lepi_log(broker_t *b, int level, const char *fmt, ...) __attribute__((forma
 
 typedef struct bmsg bmsg_t;
 
+#define LEPI_ENV_MARK 0x01
+#define LEPI_ENV_LEN 9
+
 /* A message's place on one queue (lanes, a consumer's outbox or in
  * flight); holds a reference to the message. */
 typedef struct bentry {
@@ -79,8 +82,18 @@ struct bmsg {
      * one allocation per message instead of two (others are allocated). */
     atomic_flag entry_taken;
     bentry_t entry;
+    uint8_t env[LEPI_ENV_LEN]; /* the journal's envelope, right before data */
     uint8_t data[];       /* the encoded message as received */
 };
+
+/* What the journal holds of a message: the message as received, or, when
+ * it expires, an envelope first: LEPI_ENV_MARK and the expiry time (ms,
+ * little-endian 64 bits), so that a TTL still counts from the arrival
+ * after a restart.  (An AMQP message starts with 0x00.) */
+lep_bytes_t lepi_bmsg_stored(bmsg_t *m);
+/* The message in stored bytes, and the expiry time its envelope gives
+ * (0: none). */
+lep_bytes_t lepi_bmsg_unwrap(const void *data, size_t len, int64_t *expires);
 
 /* A message from its encoded bytes (copied) and its decoded fields.
  * m may be NULL (recovery): the fields are decoded from data then.

@@ -2,6 +2,7 @@
  * them, with the few fields routing needs decoded once. */
 #include "broker/broker_internal.h"
 
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -120,6 +121,36 @@ lepi_bmsg_bytes(const bmsg_t *m, uint32_t delivery_count, lep_message_t *scratch
     if (lep_message_encode(scratch, out) != 0)
         return LEP_BYTES(m->data, m->len);
     return LEP_BYTES(out->data, out->len);
+}
+
+_Static_assert(offsetof(bmsg_t, data) == offsetof(bmsg_t, env) + LEPI_ENV_LEN,
+               "the envelope is right before the message");
+
+lep_bytes_t
+lepi_bmsg_stored(bmsg_t *m)
+{
+    if (!m->expires)
+        return LEP_BYTES(m->data, m->len);
+    uint8_t *e = m->env;
+    uint64_t x = (uint64_t)m->expires;
+    e[0] = LEPI_ENV_MARK;
+    for (int i = 0; i < 8; i++)
+        e[1 + i] = (uint8_t)(x >> (8 * i));
+    return LEP_BYTES(e, LEPI_ENV_LEN + m->len); /* env and data are contiguous */
+}
+
+lep_bytes_t
+lepi_bmsg_unwrap(const void *data, size_t len, int64_t *expires)
+{
+    const uint8_t *p = data;
+    *expires = 0;
+    if (len < LEPI_ENV_LEN || p[0] != LEPI_ENV_MARK)
+        return LEP_BYTES(p, len);
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x |= (uint64_t)p[1 + i] << (8 * i);
+    *expires = (int64_t)x;
+    return LEP_BYTES(p + LEPI_ENV_LEN, len - LEPI_ENV_LEN);
 }
 
 bmsg_t *

@@ -129,7 +129,8 @@ to_queue(bproducer_t *p, bqueue_t *q, bmsg_t *msg, lep_delivery_t *d)
             refuse(d, "amqp:resource-limit-exceeded", "out of memory");
             return false;
         }
-        if (lepi_store_enqueue(b->store, msg->id, msg->data, msg->len, &q->id, 1,
+        lep_bytes_t stored = lepi_bmsg_stored(msg);
+        if (lepi_store_enqueue(b->store, msg->id, stored.ptr, stored.len, &q->id, 1,
                                lepi_pending_done, pa) != 0) {
             lepi_pending_done(pa, LEP_ERR_IO); /* rejected in the connection's context */
             return true;

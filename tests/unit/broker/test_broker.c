@@ -1247,6 +1247,34 @@ test_durable_messages_survive_restart(void **state)
      * may have been delivered before */
     for (int i = 0; i < r.got; i++)
         assert_int_equal(r.delivery_count[i], 1);
+
+    /* A TTL counts from the message's arrival, across a restart: 1.5 s
+     * to live, 1.6 s with the broker down, expired when it is back; one
+     * with 60 s is still there. */
+    client_init(&k, t.url, "queue.ttl");
+    k.nsend = 2;
+    k.durable = true;
+    k.ttl = 1500;
+    client_run(&k);
+    client_init(&k, t.url, "queue.ttl");
+    k.nsend = 1;
+    k.durable = true;
+    k.ttl = 60000;
+    client_run(&k);
+    assert_int_equal(k.accepted, 1);
+    tb_stop(&t);
+    usleep(1600 * 1000);
+    tb_start(&t);
+    client_init(&r, t.url, "queue.ttl");
+    r.idle_ms = 500;
+    client_run(&r);
+    assert_int_equal(r.got, 1);
+    assert_string_equal(r.bodies_got[0], "m0"); /* the 60 s one (its sender's first) */
+    client_init(&r, t.url, "queue.DLQ");
+    r.nrecv = 2;
+    r.idle_ms = 2000;
+    client_run(&r);
+    assert_int_equal(r.got, 2);
     tb_fini(&t);
 }
 
