@@ -239,20 +239,20 @@ on_sender_open(void *ctx, lep_sender_t *s)
         case BA_QUEUE: {
             int err;
             q = lepi_address_queue(b, addr, false, &err);
-            if (q && q->exclusive) {
-                /* a dynamic node's messages are for the link that made it
-                 * (its replies); anyone may send to it */
-                lepi_queue_unref(q);
-                refuse_sender(bc, s, "amqp:resource-locked",
-                              "a temporary queue is received from only by the link that made it");
-                return;
-            }
             unsigned need = LEP_ACL_RECEIVE | (q ? 0 : LEP_ACL_CREATE);
             if (!allowed(bc, addr, need)) {
                 lepi_queue_unref(q);
                 refuse_sender(bc, s, "amqp:unauthorized-access",
                               q ? "not allowed to receive from this address"
                                 : "not allowed to create this address");
+                return;
+            }
+            if (q && q->exclusive) {
+                /* a dynamic node's messages are for the link that made it
+                 * (its replies); anyone may send to it */
+                lepi_queue_unref(q);
+                refuse_sender(bc, s, "amqp:resource-locked",
+                              "a temporary queue is received from only by the link that made it");
                 return;
             }
             if (!q && !(q = lepi_address_queue(b, addr, true, &err))) {
@@ -510,8 +510,12 @@ recover_message(void *ctx, uint64_t queue_id, uint64_t msg_id, const void *data,
         lep_bytes_t m = lepi_bmsg_unwrap(data, len, &expires);
         if (lepi_bmsg_new(&msg, m.ptr, m.len, NULL, r->b->recovery_scratch, lepi_now_ms()) != 0)
             return 0; /* undecodable: dropped, as it could never be delivered */
-        if (expires)
+        if (expires == LEPI_ENV_NEVER) {
+            msg->expires = 0; /* a dead letter */
+            msg->never_expires = true;
+        } else if (expires) {
             msg->expires = expires; /* a TTL counts from the arrival */
+        }
         msg->id = msg_id;
         msg->recovered = true;
         lepi_bmsg_unref(r->last);

@@ -74,6 +74,7 @@ struct bmsg {
     uint32_t group;       /* hash of the group-id property; 0: in no group */
     bool durable;
     bool stored;          /* written to the journal (some queue holds it durably) */
+    bool never_expires;   /* a dead letter: whatever its header says */
     bool recovered;       /* read back from the journal: it may have been delivered
                            * before the restart (sent with delivery-count + 1) */
     size_t header_len;    /* bytes of the header section at the start of data (0: none) */
@@ -88,8 +89,10 @@ struct bmsg {
 
 /* What the journal holds of a message: the message as received, or, when
  * it expires, an envelope first: LEPI_ENV_MARK and the expiry time (ms,
- * little-endian 64 bits), so that a TTL still counts from the arrival
- * after a restart.  (An AMQP message starts with 0x00.) */
+ * little-endian 64 bits; LEPI_ENV_NEVER for a dead letter whose header
+ * says it expires), so that a TTL still counts from the arrival after a
+ * restart.  (An AMQP message starts with 0x00.) */
+#define LEPI_ENV_NEVER INT64_MAX
 lep_bytes_t lepi_bmsg_stored(bmsg_t *m);
 /* The message in stored bytes, and the expiry time its envelope gives
  * (0: none). */

@@ -57,6 +57,7 @@ lepi_bmsg_new(bmsg_t **out, const void *data, size_t len, const lep_message_t *m
     msg->id = 0;
     msg->stored = false;
     msg->recovered = false;
+    msg->never_expires = false;
     msg->durable = lep_message_durable(m);
     uint8_t prio = lep_message_priority(m);
     msg->priority = prio < LEPI_PRIORITIES ? prio : LEPI_PRIORITIES - 1;
@@ -129,10 +130,11 @@ _Static_assert(offsetof(bmsg_t, data) == offsetof(bmsg_t, env) + LEPI_ENV_LEN,
 lep_bytes_t
 lepi_bmsg_stored(bmsg_t *m)
 {
-    if (!m->expires)
+    int64_t when = m->expires ? m->expires : m->never_expires ? LEPI_ENV_NEVER : 0;
+    if (!when)
         return LEP_BYTES(m->data, m->len);
     uint8_t *e = m->env;
-    uint64_t x = (uint64_t)m->expires;
+    uint64_t x = (uint64_t)when;
     e[0] = LEPI_ENV_MARK;
     for (int i = 0; i < 8; i++)
         e[1 + i] = (uint8_t)(x >> (8 * i));

@@ -68,6 +68,10 @@ lepi_blist_pop(blist_t *l)
  * settled, and is free again once it has none (then its next message
  * goes to whichever consumer's turn it is).  The table holds only the
  * groups held, so it is bounded by the messages in flight. */
+/* Messages waiting for their group's consumer that a dispatch walks past
+ * at most, looking for others to send: those further behind wait too. */
+#define LEPI_GROUP_SKIP_MAX 1024
+
 struct bgroup {
     uint32_t hash;    /* 0: a free slot */
     uint32_t held;    /* messages of the group in its owner's outbox or in flight */
@@ -334,8 +338,10 @@ lepi_queue_dead_letter(bqueue_t *q, bentry_t *e, const char *reason)
     /* A dead letter is a copy that does not expire again (it would only
      * be dropped from the dead-letter queue). */
     bmsg_t *msg = lepi_bmsg_clone(e->msg);
-    if (msg)
+    if (msg && msg->expires) {
         msg->expires = 0;
+        msg->never_expires = true; /* after a restart too */
+    }
     lepi_log(b, LEPI_LOG_DEBUG, "queue %s: message %s, to %s", q->name, reason,
              dla && *dla ? dla : "(dropped)");
     /* Onto the dead-letter queue first, off this one second: the journal
@@ -348,7 +354,8 @@ lepi_queue_dead_letter(bqueue_t *q, bentry_t *e, const char *reason)
             bool stored = false;
             if (msg->durable && dlq->id && b->store) {
                 msg->id = atomic_fetch_add(&b->next_msg_id, 1);
-                stored = lepi_store_enqueue(b->store, msg->id, msg->data, msg->len, &dlq->id, 1,
+                lep_bytes_t bytes = lepi_bmsg_stored(msg);
+                stored = lepi_store_enqueue(b->store, msg->id, bytes.ptr, bytes.len, &dlq->id, 1,
                                             NULL, NULL) == 0;
             }
             lepi_queue_put(dlq, msg, stored);
@@ -472,6 +479,7 @@ expired(const bentry_t *e, int64_t *now)
 static void
 dispatch_groups_locked(bqueue_t *q, blist_t *dead, int64_t now)
 {
+    size_t skipped = 0;
     for (int i = LEPI_PRIORITIES - 1; i >= 0; i--) {
         for (bentry_t *e = q->lanes[i].head, *next; e; e = next) {
             next = e->next;
@@ -480,8 +488,14 @@ dispatch_groups_locked(bqueue_t *q, blist_t *dead, int64_t now)
             bconsumer_t *c = g ? g->owner : next_consumer(q);
             if (!c)
                 return; /* no consumer has credit */
-            if (g && c->credit <= 0)
+            if (g && c->credit <= 0) {
+                /* Waiting for its group's consumer.  The walk is bounded:
+                 * each put and credit would otherwise walk every message
+                 * a stalled consumer's group left waiting. */
+                if (++skipped >= LEPI_GROUP_SKIP_MAX)
+                    return;
                 continue;
+            }
             lepi_blist_remove(&q->lanes[i], e);
             if (expired(e, &now)) {
                 lepi_blist_push_back(dead, e);

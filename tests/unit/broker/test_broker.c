@@ -1275,6 +1275,23 @@ test_durable_messages_survive_restart(void **state)
     r.idle_ms = 2000;
     client_run(&r);
     assert_int_equal(r.got, 2);
+
+    /* A dead letter does not expire again, after a restart either. */
+    client_init(&k, t.url, "queue.ttl2");
+    k.nsend = 1;
+    k.durable = true;
+    k.ttl = 200;
+    client_run(&k);
+    assert_int_equal(k.accepted, 1);
+    usleep(1500 * 1000); /* the sweep (every second) dead-letters it */
+    tb_stop(&t);
+    tb_start(&t);
+    usleep(1500 * 1000); /* a sweep after the restart */
+    client_init(&r, t.url, "queue.DLQ");
+    r.nrecv = 1;
+    r.idle_ms = 1000;
+    client_run(&r);
+    assert_int_equal(r.got, 1);
     tb_fini(&t);
 }
 
