@@ -479,6 +479,11 @@ expired(const bentry_t *e, int64_t *now)
 static void
 dispatch_groups_locked(bqueue_t *q, blist_t *dead, int64_t now)
 {
+    bool credit = false;
+    for (size_t k = 0; k < q->nconsumers && !credit; k++)
+        credit = q->consumers[k]->credit > 0;
+    if (!credit)
+        return; /* nothing can go: no walk */
     size_t skipped = 0;
     for (int i = LEPI_PRIORITIES - 1; i >= 0; i--) {
         for (bentry_t *e = q->lanes[i].head, *next; e; e = next) {
