@@ -158,7 +158,7 @@ struct bqueue {
     bool durable_sub;         /* survives its link (detach keeps it) */
     bool attached;            /* a subscriber link is on it */
     /* statistics (under lock) */
-    uint64_t enqueued, delivered, acked, dead_lettered, expired, rejected_full;
+    uint64_t enqueued, delivered, acked, dead_lettered, expired;
 };
 
 void lepi_blist_push_back(blist_t *l, bentry_t *e);

@@ -7,10 +7,28 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A queue's figures, read under its lock. */
+/* A queue's figures: each is a key of the $management map and a
+ * Prometheus family (read under the queue's lock). */
+enum { ST_DEPTH, ST_BYTES, ST_CONSUMERS, ST_GROUPS, ST_ENQUEUED, ST_DELIVERED, ST_ACKED,
+       ST_DEAD_LETTERED, ST_EXPIRED, ST_COUNT };
+
+static const struct {
+    const char *key, *family, *help;
+    lepi_prom_type_t type;
+} stat_names[ST_COUNT] = {
+    {"depth", "lepton_queue_depth", "Messages on the queue (waiting, being sent or unacknowledged)", LEPI_PROM_GAUGE},
+    {"bytes", "lepton_queue_bytes", "Bytes of the messages on the queue", LEPI_PROM_GAUGE},
+    {"consumers", "lepton_queue_consumers", "Consumers and browsers attached", LEPI_PROM_GAUGE},
+    {"groups", "lepton_queue_groups", "Message groups held by a consumer", LEPI_PROM_GAUGE},
+    {"enqueued", "lepton_queue_enqueued_total", "Messages put on the queue", LEPI_PROM_COUNTER},
+    {"delivered", "lepton_queue_delivered_total", "Messages handed to consumers", LEPI_PROM_COUNTER},
+    {"acked", "lepton_queue_acked_total", "Messages consumers accepted", LEPI_PROM_COUNTER},
+    {"dead_lettered", "lepton_queue_dead_lettered_total", "Messages dead-lettered or dropped", LEPI_PROM_COUNTER},
+    {"expired", "lepton_queue_expired_total", "Messages that expired", LEPI_PROM_COUNTER},
+};
+
 typedef struct qstats {
-    size_t depth, bytes, consumers, groups;
-    uint64_t enqueued, delivered, acked, dead_lettered, expired, rejected_full;
+    uint64_t v[ST_COUNT];
     bool durable;
     bqueue_kind_t kind;
 } qstats_t;
@@ -19,18 +37,17 @@ static void
 read_stats(bqueue_t *q, qstats_t *s)
 {
     pthread_mutex_lock(&q->lock);
-    s->depth = q->depth;
-    s->bytes = q->bytes;
-    s->consumers = q->nconsumers;
+    s->v[ST_DEPTH] = q->depth;
+    s->v[ST_BYTES] = q->bytes;
+    s->v[ST_CONSUMERS] = q->nconsumers;
     for (bconsumer_t *c = q->browsers; c; c = c->bnext)
-        s->consumers++;
-    s->groups = q->ngroups;
-    s->enqueued = q->enqueued;
-    s->delivered = q->delivered;
-    s->acked = q->acked;
-    s->dead_lettered = q->dead_lettered;
-    s->expired = q->expired;
-    s->rejected_full = q->rejected_full;
+        s->v[ST_CONSUMERS]++;
+    s->v[ST_GROUPS] = q->ngroups;
+    s->v[ST_ENQUEUED] = q->enqueued;
+    s->v[ST_DELIVERED] = q->delivered;
+    s->v[ST_ACKED] = q->acked;
+    s->v[ST_DEAD_LETTERED] = q->dead_lettered;
+    s->v[ST_EXPIRED] = q->expired;
     s->durable = q->id != 0;
     s->kind = q->kind;
     pthread_mutex_unlock(&q->lock);
@@ -58,24 +75,10 @@ encode_queue(lep_encoder_t *e, bqueue_t *q)
     }
     lep_encode_cstring(e, "durable");
     lep_encode_bool(e, s.durable);
-    lep_encode_cstring(e, "depth");
-    lep_encode_ulong(e, s.depth);
-    lep_encode_cstring(e, "bytes");
-    lep_encode_ulong(e, s.bytes);
-    lep_encode_cstring(e, "consumers");
-    lep_encode_ulong(e, s.consumers);
-    lep_encode_cstring(e, "groups");
-    lep_encode_ulong(e, s.groups);
-    lep_encode_cstring(e, "enqueued");
-    lep_encode_ulong(e, s.enqueued);
-    lep_encode_cstring(e, "delivered");
-    lep_encode_ulong(e, s.delivered);
-    lep_encode_cstring(e, "acked");
-    lep_encode_ulong(e, s.acked);
-    lep_encode_cstring(e, "dead_lettered");
-    lep_encode_ulong(e, s.dead_lettered);
-    lep_encode_cstring(e, "expired");
-    lep_encode_ulong(e, s.expired);
+    for (int i = 0; i < ST_COUNT; i++) {
+        lep_encode_cstring(e, stat_names[i].key);
+        lep_encode_ulong(e, s.v[i]);
+    }
     lep_encode_map_end(e);
 }
 
@@ -242,25 +245,11 @@ done:
 /* ------------------------------------------------------------------ */
 /* Prometheus                                                           */
 
+/* Each queue's figures are read once, their samples going to one buffer
+ * per family; the families follow each other in the output. */
 typedef struct render_ctx {
-    lep_buf_t *out;
-    int pass;
+    lep_buf_t fam[ST_COUNT];
 } render_ctx_t;
-
-static const struct {
-    const char *name, *help;
-    lepi_prom_type_t type;
-} families[] = {
-    {"lepton_queue_depth", "Messages on the queue (waiting, being sent or unacknowledged)", LEPI_PROM_GAUGE},
-    {"lepton_queue_bytes", "Bytes of the messages on the queue", LEPI_PROM_GAUGE},
-    {"lepton_queue_consumers", "Consumers and browsers attached", LEPI_PROM_GAUGE},
-    {"lepton_queue_groups", "Message groups held by a consumer", LEPI_PROM_GAUGE},
-    {"lepton_queue_enqueued_total", "Messages put on the queue", LEPI_PROM_COUNTER},
-    {"lepton_queue_delivered_total", "Messages handed to consumers", LEPI_PROM_COUNTER},
-    {"lepton_queue_acked_total", "Messages consumers accepted", LEPI_PROM_COUNTER},
-    {"lepton_queue_dead_lettered_total", "Messages dead-lettered or dropped", LEPI_PROM_COUNTER},
-    {"lepton_queue_expired_total", "Messages that expired", LEPI_PROM_COUNTER},
-};
 
 static void
 render_queue(void *ctx, bqueue_t *q)
@@ -268,42 +257,51 @@ render_queue(void *ctx, bqueue_t *q)
     render_ctx_t *r = ctx;
     qstats_t s;
     read_stats(q, &s);
-    uint64_t v[] = {s.depth, s.bytes, s.consumers, s.groups, s.enqueued, s.delivered, s.acked,
-                    s.dead_lettered, s.expired};
     const char *labels[] = {"queue", q->name, "type", kind_name(s.kind), NULL};
-    lepi_prom_sample_u64(r->out, families[r->pass].name, labels, v[r->pass]);
+    for (int i = 0; i < ST_COUNT; i++)
+        lepi_prom_sample_u64(&r->fam[i], stat_names[i].family, labels, s.v[i]);
+}
+
+/* A family with one sample and no labels. */
+static void
+one(lep_buf_t *out, const char *name, const char *help, lepi_prom_type_t type, uint64_t v)
+{
+    lepi_prom_metric(out, name, help, type);
+    lepi_prom_sample_u64(out, name, NULL, v);
 }
 
 void
 lepi_metrics_render(void *ctx, lep_buf_t *out)
 {
     broker_t *b = ctx;
-    for (int i = 0; i < (int)(sizeof families / sizeof families[0]); i++) {
-        lepi_prom_metric(out, families[i].name, families[i].help, families[i].type);
-        render_ctx_t r = {out, i};
-        lepi_address_each(b, render_queue, &r);
+    render_ctx_t r;
+    for (int i = 0; i < ST_COUNT; i++)
+        lep_buf_init(&r.fam[i]);
+    lepi_address_each(b, render_queue, &r);
+    for (int i = 0; i < ST_COUNT; i++) {
+        lepi_prom_metric(out, stat_names[i].family, stat_names[i].help, stat_names[i].type);
+        lep_buf_append(out, r.fam[i].data, r.fam[i].len);
+        lep_buf_fini(&r.fam[i]);
     }
     pthread_mutex_lock(&b->conn_lock);
     size_t conns = b->nconns;
     pthread_mutex_unlock(&b->conn_lock);
-    lepi_prom_metric(out, "lepton_connections", "Open client connections", LEPI_PROM_GAUGE);
-    lepi_prom_sample_u64(out, "lepton_connections", NULL, conns);
-    lepi_prom_metric(out, "lepton_connections_total", "Connections accepted", LEPI_PROM_COUNTER);
-    lepi_prom_sample_u64(out, "lepton_connections_total", NULL, atomic_load(&b->connections_total));
-    lepi_prom_metric(out, "lepton_messages_in_total", "Messages received from producers", LEPI_PROM_COUNTER);
-    lepi_prom_sample_u64(out, "lepton_messages_in_total", NULL, atomic_load(&b->messages_in));
-    lepi_prom_metric(out, "lepton_messages_out_total", "Messages sent to consumers", LEPI_PROM_COUNTER);
-    lepi_prom_sample_u64(out, "lepton_messages_out_total", NULL, atomic_load(&b->messages_out));
+    one(out, "lepton_connections", "Open client connections", LEPI_PROM_GAUGE, conns);
+    one(out, "lepton_connections_total", "Connections accepted", LEPI_PROM_COUNTER,
+        atomic_load(&b->connections_total));
+    one(out, "lepton_messages_in_total", "Messages received from producers", LEPI_PROM_COUNTER,
+        atomic_load(&b->messages_in));
+    one(out, "lepton_messages_out_total", "Messages sent to consumers", LEPI_PROM_COUNTER,
+        atomic_load(&b->messages_out));
     if (b->store) {
         lepi_store_stats_t st;
         lepi_store_stats(b->store, &st);
-        lepi_prom_metric(out, "lepton_store_syncs_total", "Journal syncs (group commits)", LEPI_PROM_COUNTER);
-        lepi_prom_sample_u64(out, "lepton_store_syncs_total", NULL, st.syncs);
-        lepi_prom_metric(out, "lepton_store_appends_total", "Journal records appended", LEPI_PROM_COUNTER);
-        lepi_prom_sample_u64(out, "lepton_store_appends_total", NULL, st.appends);
-        lepi_prom_metric(out, "lepton_store_disk_bytes", "Bytes of journal files", LEPI_PROM_GAUGE);
-        lepi_prom_sample_u64(out, "lepton_store_disk_bytes", NULL, st.disk_bytes);
-        lepi_prom_metric(out, "lepton_store_live_messages", "Messages the journal holds", LEPI_PROM_GAUGE);
-        lepi_prom_sample_u64(out, "lepton_store_live_messages", NULL, st.live_messages);
+        one(out, "lepton_store_syncs_total", "Journal syncs (group commits)", LEPI_PROM_COUNTER,
+            st.syncs);
+        one(out, "lepton_store_appends_total", "Journal records appended", LEPI_PROM_COUNTER,
+            st.appends);
+        one(out, "lepton_store_disk_bytes", "Bytes of journal files", LEPI_PROM_GAUGE, st.disk_bytes);
+        one(out, "lepton_store_live_messages", "Messages the journal holds", LEPI_PROM_GAUGE,
+            st.live_messages);
     }
 }

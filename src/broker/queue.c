@@ -592,7 +592,6 @@ lepi_queue_put(bqueue_t *q, bmsg_t *msg, bool stored)
     }
     if (lepi_queue_room_locked(q) == 0) {
         if (q->policy.overflow == LEP_OVERFLOW_REJECT) {
-            q->rejected_full++;
             pthread_mutex_unlock(&q->lock);
             entry_unused(e, msg);
             return LEP_ERR_LIMIT;
