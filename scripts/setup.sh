@@ -16,6 +16,7 @@ openssl
 amqp-specs
 python3
 python3-qpid-proton
+python3-prometheus-client
 libqpid-proton11-dev
 libqpid-proton11-dev-examples
 rabbitmq-server
@@ -23,6 +24,8 @@ rabbitmq-server
 # libqpid-proton11-dev-examples puts the C examples (broker.c, send.c, ...)
 # in /usr/share/proton/examples/c; tests/interop/lib/peers.sh compiles them
 # with cc and -lqpid-proton (libqpid-proton11-dev), nothing more.
+# python3-prometheus-client: its parser checks the broker's /metrics text
+# (tests/unit/broker/test_metrics_http.c).
 # rabbitmq-server (3.10, with its rabbitmq_amqp1_0 plugin) pulls in Erlang
 # and epmd; the tests run a private node of it on loopback ports.
 
