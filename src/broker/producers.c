@@ -151,6 +151,20 @@ to_queue(bproducer_t *p, bqueue_t *q, bmsg_t *msg, lep_delivery_t *d)
     return store;
 }
 
+/* Publishes msg to topic (after the prefix); returns whether the accept
+ * waits for the journal. */
+static bool
+to_topic(bproducer_t *p, const char *topic, bmsg_t *msg, lep_delivery_t *d)
+{
+    broker_t *b = p->bc->b;
+    bool pending = false;
+    void *pa = msg->durable && b->store ? lepi_pending_new(p, d) : NULL;
+    lepi_topic_publish(b, topic, msg, pa ? lepi_pending_done : NULL, pa, &pending);
+    if (pa && !pending)
+        lepi_pending_forget_one(p, pa);
+    return pending;
+}
+
 void
 lepi_producer_message(bproducer_t *p, lep_delivery_t *d, lep_message_t *m)
 {
@@ -174,12 +188,7 @@ lepi_producer_message(bproducer_t *p, lep_delivery_t *d, lep_message_t *m)
     if (p->q) {
         wait = to_queue(p, p->q, msg, d);
     } else if (p->topic) {
-        bool pending = false;
-        void *pa = msg->durable && b->store ? lepi_pending_new(p, d) : NULL;
-        lepi_topic_publish(b, p->topic, msg, pa ? lepi_pending_done : NULL, pa, &pending);
-        if (pa && !pending)
-            lepi_pending_forget_one(p, pa);
-        wait = pending;
+        wait = to_topic(p, p->topic, msg, d);
     } else {
         /* the anonymous relay: the message names its address */
         lep_bytes_t to = lep_message_to(m);
@@ -194,13 +203,7 @@ lepi_producer_message(bproducer_t *p, lep_delivery_t *d, lep_message_t *m)
                 if (!relay_allowed(p, addr, LEP_ACL_SEND)) {
                     refuse(d, "amqp:unauthorized-access", "not allowed to send there");
                 } else {
-                    bool pending = false;
-                    void *pa = msg->durable && b->store ? lepi_pending_new(p, d) : NULL;
-                    lepi_topic_publish(b, addr + strlen(b->cfg.topic_prefix), msg,
-                                       pa ? lepi_pending_done : NULL, pa, &pending);
-                    if (pa && !pending)
-                        lepi_pending_forget_one(p, pa);
-                    wait = pending;
+                    wait = to_topic(p, addr + strlen(b->cfg.topic_prefix), msg, d);
                 }
             } else if (kind == BA_QUEUE) {
                 int err;
