@@ -387,6 +387,18 @@ send_n(const char *url, const char *address, int n)
     return k.accepted;
 }
 
+/* k got "m0", "m1", ... "m<n-1>" first, in that order (as far as it
+ * keeps bodies). */
+static void
+assert_in_order(const client_t *k, int n)
+{
+    for (int i = 0; i < n && i < MAXMSG; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "m%d", i);
+        assert_string_equal(k->bodies_got[i], want);
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Queues                                                               */
 
@@ -404,11 +416,7 @@ test_queue_roundtrip(void **state)
     r.credit = 100;
     client_run(&r);
     assert_int_equal(r.got, 500);
-    for (int i = 0; i < 500; i++) {
-        char want[16];
-        snprintf(want, sizeof want, "m%d", i);
-        assert_string_equal(r.bodies_got[i], want);
-    }
+    assert_in_order(&r, 500);
     /* nothing left */
     client_init(&r, t.url, "queue.a");
     r.idle_ms = 300;
@@ -649,11 +657,7 @@ test_message_groups(void **state)
     b.nrecv = NG * PER;
     client_run(&b);
     assert_int_equal(b.got, NG * PER);
-    for (int i = 0; i < NG * PER; i++) {
-        char body[16];
-        snprintf(body, sizeof body, "m%d", i);
-        assert_string_equal(b.bodies_got[i], body);
-    }
+    assert_in_order(&b, NG * PER);
     get_metrics(&t, text, sizeof text);
     assert_int_equal(metric(text, "lepton_queue_groups{queue=\"queue.groups3\",type=\"queue\"} "), 0);
     assert_int_equal(metric(text, "lepton_queue_depth{queue=\"queue.groups3\",type=\"queue\"} "), 0);
@@ -698,11 +702,7 @@ test_slow_consumer(void **state)
     atomic_store(&stall, false);
     pthread_join(th, NULL);
     assert_int_equal(r.got, N);
-    for (int i = 0; i < N && i < MAXMSG; i++) {
-        char body[16];
-        snprintf(body, sizeof body, "m%d", i);
-        assert_string_equal(r.bodies_got[i], body);
-    }
+    assert_in_order(&r, N);
     tb_fini(&t);
 }
 
@@ -1047,12 +1047,9 @@ test_disconnect_redelivers(void **state)
     r.nrecv = 10;
     client_run(&r);
     assert_int_equal(r.got, 10);
-    for (int i = 0; i < 10; i++) {
-        char want[16];
-        snprintf(want, sizeof want, "m%d", i);
-        assert_string_equal(r.bodies_got[i], want);
+    assert_in_order(&r, 10);
+    for (int i = 0; i < 10; i++)
         assert_int_equal(r.delivery_count[i], 1);
-    }
     tb_fini(&t);
 }
 
