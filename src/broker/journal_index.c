@@ -303,16 +303,8 @@ jr_seg_remove(jr_index_t *x, uint32_t num)
     size_t i = (size_t)(s - x->segs);
     memmove(s, s + 1, (x->nsegs - i - 1) * sizeof *s);
     x->nsegs--;
-    for (size_t k = 0; k < x->nsegs; k++) {
-        jr_seg_t *o = &x->segs[k];
-        for (uint32_t d = 0; d < o->ndeps; d++) {
-            if (o->deps[d].target == num) {
-                o->live -= o->deps[d].bytes;
-                o->deps[d] = o->deps[--o->ndeps];
-                break; /* one entry per target */
-            }
-        }
-    }
+    for (size_t k = 0; k < x->nsegs; k++) /* its tombstones elsewhere are dead */
+        jr_dep_sub(&x->segs[k], num, UINT64_MAX);
 }
 
 int
@@ -329,34 +321,40 @@ jr_dep_reserve(jr_seg_t *s)
     return 0;
 }
 
+/* s's entry for target (one at most), or NULL. */
+static jr_dep_t *
+dep_find(jr_seg_t *s, uint32_t target)
+{
+    for (uint32_t d = 0; d < s->ndeps; d++)
+        if (s->deps[d].target == target)
+            return &s->deps[d];
+    return NULL;
+}
+
 void
 jr_dep_add(jr_index_t *x, jr_seg_t *s, uint32_t target, uint64_t bytes)
 {
     (void)x;
-    for (uint32_t d = 0; d < s->ndeps; d++) {
-        if (s->deps[d].target == target) {
-            s->deps[d].bytes += bytes;
-            s->live += bytes;
-            return;
-        }
-    }
-    s->deps[s->ndeps++] = (jr_dep_t){target, bytes};
+    jr_dep_t *d = dep_find(s, target);
+    if (d)
+        d->bytes += bytes;
+    else
+        s->deps[s->ndeps++] = (jr_dep_t){target, bytes};
     s->live += bytes;
 }
 
+/* (bytes UINT64_MAX: all of them) */
 void
 jr_dep_sub(jr_seg_t *s, uint32_t target, uint64_t bytes)
 {
-    for (uint32_t d = 0; d < s->ndeps; d++) {
-        if (s->deps[d].target == target) {
-            uint64_t b = bytes < s->deps[d].bytes ? bytes : s->deps[d].bytes;
-            s->deps[d].bytes -= b;
-            s->live -= b;
-            if (!s->deps[d].bytes)
-                s->deps[d] = s->deps[--s->ndeps];
-            return;
-        }
-    }
+    jr_dep_t *d = dep_find(s, target);
+    if (!d)
+        return;
+    uint64_t b = bytes < d->bytes ? bytes : d->bytes;
+    d->bytes -= b;
+    s->live -= b;
+    if (!d->bytes)
+        *d = s->deps[--s->ndeps];
 }
 
 void

@@ -551,14 +551,19 @@ deliver(lepi_store_t *s, const lepi_store_recovery_t *r, char *err, size_t errle
 }
 
 static void
+unmap(jr_seg_t *g)
+{
+    if (g->map)
+        munmap(g->map, g->maplen);
+    g->map = NULL;
+    g->maplen = 0;
+}
+
+static void
 unmap_all(jr_index_t *x)
 {
-    for (size_t i = 0; i < x->nsegs; i++) {
-        if (x->segs[i].map)
-            munmap(x->segs[i].map, x->segs[i].maplen);
-        x->segs[i].map = NULL;
-        x->segs[i].maplen = 0;
-    }
+    for (size_t i = 0; i < x->nsegs; i++)
+        unmap(&x->segs[i]);
 }
 
 /* Opens the last segment for appending, cut to keep, or starts a new one. */
@@ -669,14 +674,9 @@ jr_recover(lepi_store_t *s, const lepi_store_recovery_t *r, lepi_store_info_t *i
     info->enqueues = x->live_enqueues;
 
     /* From here on the store writes: keep only the stale segments mapped. */
-    for (size_t i = 0; i < x->nsegs; i++) {
-        jr_seg_t *g = &x->segs[i];
-        if (g->map && !g->stale) {
-            munmap(g->map, g->maplen);
-            g->map = NULL;
-            g->maplen = 0;
-        }
-    }
+    for (size_t i = 0; i < x->nsegs; i++)
+        if (!x->segs[i].stale)
+            unmap(&x->segs[i]);
     if ((rc = open_head(s, x->nsegs ? torn_at : 0, next, err, errlen)))
         goto out;
     /* A crash during a compaction left copies in the head and the

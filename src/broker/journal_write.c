@@ -86,12 +86,9 @@ jr_head_create(lepi_store_t *s, uint32_t num)
 static int
 roll(lepi_store_t *s)
 {
-    int rc = jr_flush(s);
+    int rc = jr_commit(s);
     if (rc)
         return rc;
-    if (s->o.fsync && s->dirty && do_sync(s, s->head_fd) < 0)
-        return jr_io_fail(s, "fdatasync");
-    s->dirty = false;
     close(s->head_fd);
     s->head_fd = -1;
     return jr_head_create(s, head_seg(s)->num + 1);

@@ -3,6 +3,12 @@
 #ifndef LEPTON_TEST_STORE_UTIL_H
 #define LEPTON_TEST_STORE_UTIL_H
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include "broker/store.h"
 
 #include <dirent.h>
@@ -57,6 +63,14 @@ small_opts(const char *dir)
     o.fsync = false;
     o.segment_size = 64 * 1024;
     return o;
+}
+
+/* A message's bytes, from its id. */
+static inline void
+fill(uint8_t *p, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(id * 131 + i * 7);
 }
 
 /* ---- what recovery hands over ---- */
@@ -126,6 +140,19 @@ static inline lepi_store_recovery_t
 rec_callbacks(recovered_t *r)
 {
     return (lepi_store_recovery_t){.ctx = r, .queue = rec_queue, .message = rec_message};
+}
+
+/* Opens the store or fails the test (r may be NULL: no callbacks). */
+static inline lepi_store_t *
+open_ok(const lepi_store_opts_t *o, recovered_t *r, lepi_store_info_t *info)
+{
+    lepi_store_t *s = NULL;
+    char err[512];
+    lepi_store_recovery_t cb = r ? rec_callbacks(r) : (lepi_store_recovery_t){0};
+    int rc = lepi_store_open(&s, o, r ? &cb : NULL, info, err, sizeof err);
+    if (rc)
+        fail_msg("open: %d %s", rc, err);
+    return s;
 }
 
 static inline void
@@ -228,6 +255,35 @@ flip_byte(const char *path, off_t at)
     if (pwrite(fd, &b, 1, at) != 1)
         abort();
     close(fd);
+}
+
+/* ---- each test's own directory ---- */
+
+static char *dir;
+
+static inline int
+setup(void **state)
+{
+    (void)state;
+    dir = scratch_dir();
+    return 0;
+}
+
+static inline int
+teardown(void **state)
+{
+    (void)state;
+    rm_rf(dir);
+    free(dir);
+    return 0;
+}
+
+/* Starts dir again empty; mkdir's result. */
+static inline int
+empty_dir(void)
+{
+    rm_rf(dir);
+    return mkdir(dir, 0700);
 }
 
 #endif

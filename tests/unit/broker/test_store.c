@@ -17,44 +17,6 @@
 #include <errno.h>
 #include <stdatomic.h>
 
-static char *dir;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    dir = scratch_dir();
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    rm_rf(dir);
-    free(dir);
-    return 0;
-}
-
-static lepi_store_t *
-open_ok(const lepi_store_opts_t *o, recovered_t *r, lepi_store_info_t *info)
-{
-    lepi_store_t *s = NULL;
-    char err[512];
-    lepi_store_recovery_t cb = r ? rec_callbacks(r) : (lepi_store_recovery_t){0};
-    int rc = lepi_store_open(&s, o, r ? &cb : NULL, info, err, sizeof err);
-    if (rc)
-        fail_msg("open: %d %s", rc, err);
-    return s;
-}
-
-static void
-fill(uint8_t *p, size_t n, uint64_t id)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(id * 131 + i * 7);
-}
-
 static void
 test_open_empty(void **state)
 {
@@ -453,6 +415,15 @@ test_torn_tail(void **state)
     lepi_store_close(s);
 }
 
+/* Opens what the store must refuse as corrupt; err says why. */
+static void
+open_corrupt(const lepi_store_opts_t *o, char *err, size_t errlen)
+{
+    lepi_store_t *s = NULL;
+    assert_int_equal(lepi_store_open(&s, o, NULL, NULL, err, errlen), LEP_ERR_DECODE);
+    assert_null(s);
+}
+
 static void
 test_corruption(void **state)
 {
@@ -463,14 +434,11 @@ test_corruption(void **state)
     char seg[16][600];
     size_t n = segment_files(dir, seg, 16);
     assert_true(n >= 4);
-    lepi_store_t *s = NULL;
     char err[512];
 
     /* a bit flipped in the middle of the last segment */
     flip_byte(seg[n - 1], 50); /* the first record */
-    int rc = lepi_store_open(&s, &o, NULL, NULL, err, sizeof err);
-    assert_int_equal(rc, LEP_ERR_DECODE);
-    assert_null(s);
+    open_corrupt(&o, err, sizeof err);
     assert_non_null(strstr(err, seg[n - 1]));
     assert_non_null(strstr(err, "bad record at 40"));
     flip_byte(seg[n - 1], 50);
@@ -478,22 +446,20 @@ test_corruption(void **state)
     /* in an older segment: even at its very end */
     off_t s1 = file_size(seg[1]);
     flip_byte(seg[1], s1 - 1);
-    rc = lepi_store_open(&s, &o, NULL, NULL, err, sizeof err);
-    assert_int_equal(rc, LEP_ERR_DECODE);
+    open_corrupt(&o, err, sizeof err);
     assert_non_null(strstr(err, seg[1]));
     assert_non_null(strstr(err, "checksum mismatch"));
     flip_byte(seg[1], s1 - 1);
 
     /* a bad header */
     flip_byte(seg[0], 20);
-    rc = lepi_store_open(&s, &o, NULL, NULL, err, sizeof err);
-    assert_int_equal(rc, LEP_ERR_DECODE);
+    open_corrupt(&o, err, sizeof err);
     assert_non_null(strstr(err, "header"));
     flip_byte(seg[0], 20);
 
     /* the lock was released by every failed open */
     recovered_t r = {.keep_data = true};
-    s = open_ok(&o, &r, NULL);
+    lepi_store_t *s = open_ok(&o, &r, NULL);
     check_messages(&r, 300);
     rec_free(&r);
     lepi_store_close(s);
@@ -626,8 +592,7 @@ test_write_failure(void **state)
     atomic_store(&f.writes_left, 20);
     atomic_store(&f.syncs_left, 1000000);
     run_failure(&f, false, false);
-    rm_rf(dir);
-    mkdir(dir, 0700);
+    empty_dir();
     atomic_store(&f.writes_left, 15);
     run_failure(&f, false, true);
 }
@@ -1086,8 +1051,7 @@ test_copy_lacks_queue(void **state)
     }
 
     /* a copy without ENQs: the message is on no queue */
-    rm_rf(dir);
-    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(empty_dir(), 0);
     sb_header(&sb, 1);
     sb_queue(&sb, 1, "a");
     sb_enq(&sb, 1, 4);
@@ -1170,10 +1134,8 @@ test_queue_recreated(void **state)
     sb_write(&sb, "journal-00000002.log");
     sb_header(&sb, 3);
     sb_write(&sb, "journal-00000003.log");
-    lepi_store_t *s = NULL;
     char err[512], want[64];
-    assert_int_equal(lepi_store_open(&s, &o, NULL, NULL, err, sizeof err), LEP_ERR_DECODE);
-    assert_null(s);
+    open_corrupt(&o, err, sizeof err);
     snprintf(want, sizeof want, "journal-00000002.log: bad record at %zu: queue", at);
     assert_non_null(strstr(err, want));
 }
@@ -1222,14 +1184,12 @@ test_tombstone_targets(void **state)
     lepi_store_opts_t o = small_opts(dir);
     seg_builder_t sb;
     uint8_t ack[20] = {0};
-    lepi_store_t *s = NULL;
     char err[512];
     jr_put64(ack, 1);
     jr_put64(ack + 8, 7);
 
     for (int c = 0; c < 2; c++) {
-        rm_rf(dir);
-        assert_int_equal(mkdir(dir, 0700), 0);
+        assert_int_equal(empty_dir(), 0);
         jr_put32(ack + 16, c == 0 ? 2 : 1);
         sb_header(&sb, 1);
         sb_queue(&sb, 1, "a");
@@ -1247,23 +1207,21 @@ test_tombstone_targets(void **state)
         if (c == 1)
             sb_record(&sb, JR_ACK_T, ack, sizeof ack);
         sb_write(&sb, "journal-00000003.log");
-        assert_int_equal(lepi_store_open(&s, &o, NULL, NULL, err, sizeof err), LEP_ERR_DECODE);
-        assert_null(s);
+        open_corrupt(&o, err, sizeof err);
         assert_non_null(strstr(err, c == 0 ? "journal-00000001.log: bad record at "
                                            : "journal-00000003.log: bad record at 40: "));
         assert_non_null(strstr(err, c == 0 ? "later segment" : "does not hold it"));
     }
 
     /* a queue delete naming a later segment */
-    rm_rf(dir);
-    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(empty_dir(), 0);
     uint8_t del[12] = {0};
     jr_put64(del, 1);
     jr_put32(del + 8, 2);
     sb_header(&sb, 1);
     sb_record(&sb, JR_QDELETE, del, sizeof del);
     sb_write(&sb, "journal-00000001.log");
-    assert_int_equal(lepi_store_open(&s, &o, NULL, NULL, err, sizeof err), LEP_ERR_DECODE);
+    open_corrupt(&o, err, sizeof err);
     assert_non_null(strstr(err, "later segment"));
 }
 

@@ -12,44 +12,6 @@
 
 #include "store_util.h"
 
-static char *dir;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    dir = scratch_dir();
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    rm_rf(dir);
-    free(dir);
-    return 0;
-}
-
-static lepi_store_t *
-open_ok(const lepi_store_opts_t *o, recovered_t *r, lepi_store_info_t *info)
-{
-    lepi_store_t *s = NULL;
-    char err[512];
-    lepi_store_recovery_t cb = r ? rec_callbacks(r) : (lepi_store_recovery_t){0};
-    int rc = lepi_store_open(&s, o, r ? &cb : NULL, info, err, sizeof err);
-    if (rc)
-        fail_msg("open: %d %s", rc, err);
-    return s;
-}
-
-static void
-fill(uint8_t *p, size_t n, uint64_t id)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(id * 131 + i * 7);
-}
-
 /* Waits until the writer's housekeeping has nothing left to do. */
 static void
 wait_quiet(lepi_store_t *s, lepi_store_stats_t *st)
@@ -413,11 +375,9 @@ test_model(void **state)
     long ops = env_long("LEPTON_STORE_MODEL_OPS", 12000);
     unsigned seed = (unsigned)env_long("LEPTON_STORE_SEED", 1);
     run_model(seed, 4096, 0.5, 512, ops);
-    rm_rf(dir);
-    mkdir(dir, 0700);
+    empty_dir();
     run_model(seed + 1, 16384, 0.8, 1 << 20, ops);
-    rm_rf(dir);
-    mkdir(dir, 0700);
+    empty_dir();
     run_model(seed + 2, 8192, 0.3, 300, ops);
 }
 

@@ -22,36 +22,19 @@
 #include <sys/wait.h>
 #include <time.h>
 
-static char *dir;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    dir = scratch_dir();
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    rm_rf(dir);
-    free(dir);
-    return 0;
-}
-
 static size_t
 body_len(uint64_t id)
 {
     return 60 + (size_t)(id % 80);
 }
 
-static void
-fill(uint8_t *p, size_t n, uint64_t id)
+/* Whether a recovered message holds the bytes it was written with. */
+static bool
+body_ok(uint64_t id, const void *data, size_t len)
 {
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(id * 131 + i * 7);
+    uint8_t body[200];
+    fill(body, body_len(id), id);
+    return len == body_len(id) && memcmp(data, body, len) == 0;
 }
 
 /* What goes through the pipe: one write each, atomic (< PIPE_BUF). */
@@ -158,9 +141,7 @@ static int
 child_rec(void *ctx, uint64_t q, uint64_t m, const void *data, size_t len)
 {
     pairs_t *p = ctx;
-    uint8_t body[200];
-    fill(body, body_len(m), m);
-    if (len != body_len(m) || memcmp(data, body, len) != 0)
+    if (!body_ok(m, data, len))
         return -100;
     if (p->n == p->cap) {
         p->cap = p->cap ? p->cap * 2 : 1024;
@@ -270,9 +251,7 @@ static int
 parent_msg(void *ctx, uint64_t q, uint64_t m, const void *data, size_t len)
 {
     parent_rec_t *p = ctx;
-    uint8_t body[200];
-    fill(body, body_len(m), m);
-    if (q < 1 || q > 2 || len != body_len(m) || memcmp(data, body, len) != 0) {
+    if (q < 1 || q > 2 || !body_ok(m, data, len)) {
         p->bad++;
         return 0;
     }
