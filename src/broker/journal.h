@@ -88,6 +88,14 @@ jr_get64(const uint8_t *p)
     return (uint64_t)jr_get32(p) | (uint64_t)jr_get32(p + 4) << 32;
 }
 
+/* Raises *max to id (the highest ids written, kept in the index). */
+static inline void
+jr_note_max(uint64_t *max, uint64_t id)
+{
+    if (id > *max)
+        *max = id;
+}
+
 /* ---- index (owned by the writer thread; by open before it starts) ---- */
 
 /* A table of fixed-size entries keyed by a u64 at offset 0, with a u32 at

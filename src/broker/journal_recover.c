@@ -81,13 +81,6 @@ typedef struct replay {
     const char *why;     /* a record that makes no sense (LEP_ERR_DECODE) */
 } replay_t;
 
-static inline void
-note_max(uint64_t *max, uint64_t id)
-{
-    if (id > *max)
-        *max = id;
-}
-
 static void
 mark_stale(jr_index_t *x, uint32_t old, uint32_t now)
 {
@@ -141,8 +134,8 @@ replay_record(replay_t *rp, jr_seg_t *g, uint32_t off, const uint8_t *p, size_t 
     switch (type) {
     case JR_ENQ_T: {
         uint64_t qid = jr_get64(b), mid = jr_get64(b + 8);
-        note_max(&x->max_queue_id, qid);
-        note_max(&x->max_msg_id, mid);
+        jr_note_max(&x->max_queue_id, qid);
+        jr_note_max(&x->max_msg_id, mid);
         if (rp->npend && rp->pend_msg != mid)
             rp->npend = 0;
         if (rp->npend == rp->cappend) {
@@ -159,7 +152,7 @@ replay_record(replay_t *rp, jr_seg_t *g, uint32_t off, const uint8_t *p, size_t 
     }
     case JR_MSG: {
         uint64_t mid = jr_get64(b);
-        note_max(&x->max_msg_id, mid);
+        jr_note_max(&x->max_msg_id, mid);
         size_t n = rp->npend && rp->pend_msg == mid ? rp->npend : 0;
         rp->npend = 0;
         jr_msg_t *m = jr_table_find(&x->msgs, mid);
@@ -205,8 +198,8 @@ replay_record(replay_t *rp, jr_seg_t *g, uint32_t off, const uint8_t *p, size_t 
     }
     case JR_ACK_T: {
         uint64_t qid = jr_get64(b), mid = jr_get64(b + 8);
-        note_max(&x->max_queue_id, qid);
-        note_max(&x->max_msg_id, mid);
+        jr_note_max(&x->max_queue_id, qid);
+        jr_note_max(&x->max_msg_id, mid);
         jr_msg_t *m = jr_table_find(&x->msgs, mid);
         int rc = check_target(rp, g, jr_get32(b + 16), m ? &m->seg : NULL);
         if (rc)
@@ -219,7 +212,7 @@ replay_record(replay_t *rp, jr_seg_t *g, uint32_t off, const uint8_t *p, size_t 
     }
     case JR_QCREATE: {
         uint64_t qid = jr_get64(b);
-        note_max(&x->max_queue_id, qid);
+        jr_note_max(&x->max_queue_id, qid);
         if (jr_table_find(&rp->deleted, qid)) {
             /* Never written so (ids are not reused, and compaction copies
              * live queues only), and not to be ignored either: the
@@ -242,7 +235,7 @@ replay_record(replay_t *rp, jr_seg_t *g, uint32_t off, const uint8_t *p, size_t 
     }
     case JR_QDELETE: {
         uint64_t qid = jr_get64(b);
-        note_max(&x->max_queue_id, qid);
+        jr_note_max(&x->max_queue_id, qid);
         jr_queue_t *q = jr_table_find(&x->queues, qid);
         int rc = check_target(rp, g, jr_get32(b + 8), q ? &q->seg : NULL);
         if (rc)
@@ -376,8 +369,8 @@ check_header(lepi_store_t *s, jr_seg_t *g, char *err, size_t errlen)
     if (jr_get32(h + 8) != g->num)
         return jr_errf(err, errlen, LEP_ERR_DECODE,
                        "%s/%s: header says segment %u", s->dir, name, jr_get32(h + 8));
-    note_max(&s->x.max_msg_id, jr_get64(h + 16));
-    note_max(&s->x.max_queue_id, jr_get64(h + 24));
+    jr_note_max(&s->x.max_msg_id, jr_get64(h + 16));
+    jr_note_max(&s->x.max_queue_id, jr_get64(h + 24));
     return 0;
 }
 

@@ -208,13 +208,6 @@ seal_tombstone(uint8_t *p, size_t target_at, uint32_t target)
     jr_put32(p, lepi_crc32c(0, p + 4, 5 + (size_t)len));
 }
 
-static inline void
-note_max(uint64_t *max, uint64_t id)
-{
-    if (id > *max)
-        *max = id;
-}
-
 /* A MSG unit: its ENQ records, then the MSG record that commits it. */
 static int
 apply_msg_unit(lepi_store_t *s, const uint8_t *p, size_t len, uint32_t seg, uint32_t off)
@@ -238,7 +231,7 @@ apply_msg_unit(lepi_store_t *s, const uint8_t *p, size_t len, uint32_t seg, uint
     jr_msg_t tmp = {0};
     if (jr_msg_reserve(&tmp, nenq))
         return LEP_ERR_NOMEM;
-    note_max(&x->max_msg_id, id);
+    jr_note_max(&x->max_msg_id, id);
     jr_msg_t *m = jr_table_insert(&x->msgs, id);
     m->seg = seg;
     m->off = off + (uint32_t)at;
@@ -249,7 +242,7 @@ apply_msg_unit(lepi_store_t *s, const uint8_t *p, size_t len, uint32_t seg, uint
     uint64_t *qs = jr_msg_queues(m);
     for (size_t i = 0; i < nenq; i++) {
         uint64_t qid = jr_get64(p + i * JR_ENQ + JR_REC);
-        note_max(&x->max_queue_id, qid);
+        jr_note_max(&x->max_queue_id, qid);
         if (jr_table_find(&x->queues, qid))
             qs[m->nq++] = qid; /* else no such queue: the ENQ is dead */
     }
@@ -282,8 +275,8 @@ jr_apply_unit(lepi_store_t *s, uint8_t *p, size_t len, uint32_t seg, uint32_t of
     case JR_ACK_T: {
         uint64_t qid = jr_get64(b), mid = jr_get64(b + 8);
         uint32_t target = 0;
-        note_max(&x->max_msg_id, mid); /* as recovery will: ids written are never reused */
-        note_max(&x->max_queue_id, qid);
+        jr_note_max(&x->max_msg_id, mid); /* as recovery will: ids written are never reused */
+        jr_note_max(&x->max_queue_id, qid);
         jr_msg_t *m = jr_table_find(&x->msgs, mid);
         if (m && jr_msg_has(m, qid)) {
             if (m->seg != seg && jr_dep_reserve(sg))
@@ -313,7 +306,7 @@ jr_apply_unit(lepi_store_t *s, uint8_t *p, size_t len, uint32_t seg, uint32_t of
             return LEP_ERR_INVALID; /* (not written: its id is not noted) */
         if (jr_table_reserve(&x->queues, 1))
             return LEP_ERR_NOMEM;
-        note_max(&x->max_queue_id, qid);
+        jr_note_max(&x->max_queue_id, qid);
         jr_queue_t *q = jr_table_insert(&x->queues, qid);
         q->seg = seg;
         q->off = off;
@@ -324,7 +317,7 @@ jr_apply_unit(lepi_store_t *s, uint8_t *p, size_t len, uint32_t seg, uint32_t of
     case JR_QDELETE: {
         uint64_t qid = jr_get64(b);
         uint32_t target = 0;
-        note_max(&x->max_queue_id, qid);
+        jr_note_max(&x->max_queue_id, qid);
         jr_queue_t *q = jr_table_find(&x->queues, qid);
         if (q) {
             if (q->seg != seg && jr_dep_reserve(sg))
