@@ -47,7 +47,16 @@ def split(url):
     return "%s://%s" % (scheme, hostport), address
 
 
-class Mgmt(MessagingHandler):
+class Handler(MessagingHandler):
+    """A refused link is said on stderr and ends the connection."""
+
+    def on_link_error(self, event):
+        cond = event.link.remote_condition
+        sys.stderr.write("broker_peer: link refused: %s: %s\n" % (cond.name, cond.description))
+        event.connection.close()
+
+
+class Mgmt(Handler):
     def __init__(self, url, op, name):
         super().__init__()
         self.url, self.op, self.name = url, op, name
@@ -87,17 +96,12 @@ class Mgmt(MessagingHandler):
         self.code = 0
         event.connection.close()
 
-    def on_link_error(self, event):
-        cond = event.link.remote_condition
-        sys.stderr.write("broker_peer: link refused: %s: %s\n" % (cond.name, cond.description))
-        event.connection.close()
-
     def on_transport_error(self, event):
         cond = event.transport.condition
         sys.stderr.write("broker_peer: transport error: %s\n" % (cond and cond.description))
 
 
-class Take(MessagingHandler):
+class Take(Handler):
     """hold: receive N and leave them unsettled; fail: modify(delivery-failed)."""
 
     def __init__(self, url, n, mode):
@@ -123,11 +127,6 @@ class Take(MessagingHandler):
         if self.got == self.n:
             self.code = 0
             event.connection.close()
-
-    def on_link_error(self, event):
-        cond = event.link.remote_condition
-        sys.stderr.write("broker_peer: link refused: %s: %s\n" % (cond.name, cond.description))
-        event.connection.close()
 
 
 def main():

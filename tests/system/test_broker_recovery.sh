@@ -57,20 +57,20 @@ CONSUMERS_PER_QUEUE=2
 CREDIT=100
 QUEUES=(queue.recovery.a queue.recovery.b)
 
+. "$(dirname "$0")/lib.sh"
+
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/lepton-recovery.XXXXXX")
 running=() # background PIDs not yet waited for (so never reused)
 BROKER_PID=""
 cleanup() {
-    local p
-    for p in "${running[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${running[@]}"; do wait "$p" 2>/dev/null; done
+    stop_running
     if [ -n "${RECOVERY_KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-passed=0
-failed=0
+# (free_port, wait_listen, forget and stop_running from lib.sh; ok, ko and
+# show here print to standard output, PASS lines too)
 ok() { echo "PASS: $1"; passed=$((passed + 1)); }
 ko() {
     echo "FAIL: $1"
@@ -86,11 +86,6 @@ finish_test() {
     echo "$passed passed, $failed failed"
     [ $failed -eq 0 ]
     exit
-}
-forget() { # forget PID: waited for, off the list
-    local keep=() p
-    for p in "${running[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done
-    running=("${keep[@]}")
 }
 # wait_pid PID SECONDS: its exit status; TERM after SECONDS, KILL 2 s later
 wait_pid() {
@@ -111,20 +106,6 @@ wait_pid() {
     local st=$?
     forget "$pid"
     return $st
-}
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-# wait_listen PORT SECONDS: until a socket listens on 127.0.0.1:PORT (from
-# /proc/net/tcp, without connecting)
-wait_listen() {
-    local hex i
-    hex=$(printf '0100007F:%04X' "$1")
-    for ((i = 0; i < $2 * 20; i++)); do
-        awk -v a="$hex" '$2 == a && $4 == "0A" {f = 1} END {exit !f}' /proc/net/tcp && return 0
-        sleep 0.05
-    done
-    return 1
 }
 lines_of() { local n; n=$(wc -l <"$1" 2>/dev/null) || n=0; echo "${n:-0}"; }
 now() { date +%s.%N; }

@@ -27,100 +27,16 @@ for t in "$SEND" "$RECV" "$SERVER" "$CLIENT"; do
     [ -x "$t" ] || { echo "no $t: build first" >&2; exit 1; }
 done
 
+. "$(dirname "$0")/lib.sh"
+
 tmp=$(mktemp -d)
 running=() # background PIDs not yet waited for (so never reused)
 cleanup() {
-    local p
-    for p in "${running[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${running[@]}"; do wait "$p" 2>/dev/null; done
+    stop_running
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-ko() {
-    failed=$((failed + 1))
-    echo "FAIL: $*" >&2
-}
-# show FILE...: the files, indented, after a failure
-show() {
-    local f
-    for f in "$@"; do
-        [ -s "$f" ] && { echo "  --- $(basename "$f")"; head -c 3000 "$f" | sed 's/^/    /'; } >&2
-    done
-}
-check() { # check DESCRIPTION COMMAND...: passes when COMMAND succeeds
-    local what=$1
-    shift
-    if "$@"; then ok; else ko "$what"; fi
-}
-
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-# wait_listen PORT SECONDS: until a socket listens on 127.0.0.1:PORT (seen
-# in /proc/net/tcp, without connecting to it)
-wait_listen() {
-    local hex i
-    hex=$(printf '0100007F:%04X' "$1")
-    for ((i = 0; i < $2 * 20; i++)); do
-        awk -v a="$hex" '$2 == a && $4 == "0A" {f = 1} END {exit !f}' /proc/net/tcp && return 0
-        sleep 0.05
-    done
-    return 1
-}
-# wait_file FILE PATTERN SECONDS
-wait_file() {
-    local i
-    for ((i = 0; i < $3 * 20; i++)); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-# start NAME SECONDS CMD...: CMD in the background (at most SECONDS), with
-# standard output and error in $tmp/NAME.out and $tmp/NAME.err; sets PID.
-start() {
-    local name=$1 secs=$2
-    shift 2
-    # --foreground: a signal sent to timeout reaches the command once (not
-    # also through its process group: the tools take a second SIGINT or
-    # SIGTERM as "exit now")
-    timeout --foreground -k 2 "$secs" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
-    PID=$!
-    running+=("$PID")
-}
-# finish PID SECONDS: waits for a start()ed process (TERM after SECONDS,
-# KILL 2 s later); sets STATUS.
-finish() {
-    local pid=$1 i
-    for ((i = 0; i < $2 * 20; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -0 "$pid" 2>/dev/null && kill "$pid" 2>/dev/null
-    wait "$pid"
-    STATUS=$?
-    local keep=() p
-    for p in "${running[@]}"; do [ "$p" != "$pid" ] && keep+=("$p"); done
-    running=("${keep[@]}")
-}
-# run NAME SECONDS CMD...: CMD in the foreground; sets STATUS (124: it hung)
-# and ELAPSED (seconds).
-run() {
-    local name=$1 secs=$2 t0
-    shift 2
-    t0=$(date +%s.%N)
-    timeout --foreground -k 2 "$secs" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null
-    STATUS=$?
-    ELAPSED=$(echo "$(date +%s.%N) - $t0" | bc)
-}
-between() { # between X LOW HIGH
-    [ "$(echo "$1 >= $2 && $1 <= $3" | bc)" = 1 ]
-}
 
 have_proton=0
 "$PY" -c 'import proton' 2>/dev/null && have_proton=1

@@ -1,4 +1,5 @@
-"""Code shared by pysend.py and pyrecv.py.
+"""Code shared by the Proton helpers (pysend.py, pyrecv.py, pyserver.py,
+pyclient.py, pybroker.py).
 
 Run with Debian's /usr/bin/python3 (python3-qpid-proton is only there).
 Everything here is bounded: a hard watchdog ends the process a few seconds
@@ -11,12 +12,12 @@ import sys
 import threading
 from urllib.parse import unquote
 
-from proton import Link, SSLDomain, Terminus
+from proton import Delivery, Link, Message, SSLDomain, Terminus
 from proton.reactor import LinkOption
 
 SETTLE_MODES = ("at-most-once", "at-least-once", "exactly-once")
 
-# Exit codes, the same for both helpers.
+# Exit codes, the same for every helper.
 EXIT_OK = 0
 EXIT_FAILED = 1       # an outcome, a count, a check or the peer said no
 EXIT_USAGE = 2
@@ -472,3 +473,116 @@ def run(handler):
     if handler.code is None:
         handler.code = EXIT_FAILED
     return handler.code
+
+
+# Request-response: the servers (pyserver.py, pybroker.py serve) and the
+# clients with a dynamic reply-to (pyclient.py, pybroker.py mgmt).
+
+def upper_body(body):
+    """A request's answer: its text or data upper-cased; None for any other body."""
+    if isinstance(body, (str, bytes)):
+        return body.upper()
+    return None
+
+
+def reply_message(msg, body):
+    """The reply to request msg: body to its reply-to, with its
+    correlation-id (its message-id when it has none); bytes go in a data
+    section."""
+    cid = msg.correlation_id if msg.correlation_id is not None else msg.id
+    reply = Message(address=msg.reply_to, body=body, correlation_id=cid)
+    if isinstance(body, bytes):
+        reply.inferred = True
+    return reply
+
+
+def incoming(dlv, handle):
+    """A delivery on a receiving link: handle(dlv) once it is complete and
+    not decided yet; settled when the sender settles after our decision
+    (exactly-once)."""
+    if dlv.readable and not dlv.partial and not dlv.local_state:
+        handle(dlv)
+    elif dlv.updated and dlv.settled and dlv.local_state:
+        dlv.settle()
+
+
+def accept_request(dlv):
+    """Settles a request that was answered (accepted, and left unsettled in
+    exactly-once until the client settles) and gives its link one more credit."""
+    link = dlv.link
+    if dlv.settled:
+        dlv.settle()
+    else:
+        dlv.update(Delivery.ACCEPTED)
+        if link.rcv_settle_mode != link.RCV_SECOND:
+            dlv.settle()
+    link.flow(1)
+
+
+class RequestServer(Peer):
+    """A server counting replies: answered, accepted, bad; reply_done() is
+    called when a reply reached its outcome.  Ends with EXIT_FAILED when a
+    request failed; with --count 0 it serves until --timeout and exits 0."""
+
+    def __init__(self, prog, args, **kw):
+        super().__init__(prog, args, **kw)
+        self.answered = 0
+        self.accepted = 0
+        self.bad = 0
+
+    def reply_outcome(self, dlv, why):
+        """The outcome of a reply: accepted counts; another one (or settled
+        without one) is bad and logged as why(state); settles it then."""
+        state = dlv.remote_state
+        if state == Delivery.ACCEPTED:
+            self.accepted += 1
+        elif state is not None or dlv.settled:
+            self.bad += 1
+            self.log(why(state))
+        else:
+            return
+        dlv.update(state or Delivery.ACCEPTED)
+        dlv.settle()
+        self.reply_done()
+
+    def reply_done(self):
+        raise NotImplementedError
+
+    def finish_ok(self):
+        self.finish(EXIT_FAILED if self.bad else EXIT_OK,
+                    "%d requests failed" % self.bad if self.bad else None)
+
+    def timed_out(self):
+        if self.args.count == 0:
+            self.finish_ok()
+        else:
+            super().timed_out()
+
+
+class DynamicReplyClient(Peer):
+    """A client with self.sender for its requests and self.receiver, a
+    dynamic receiver, for the answers: once the peer assigned that
+    receiver's address (self.reply_to; logged as REPLY_LOG), and whenever
+    the sender gets credit, send_next() is called."""
+
+    ASSIGNER = "peer"                # who assigns the address, for the error
+    REPLY_LOG = "replies come to %s"
+
+    def on_link_opened(self, event):
+        link = event.link
+        self.vlog("attached %s" % describe_link(link))
+        if link == self.receiver:
+            self.reply_to = link.remote_source.address
+            if not self.reply_to:
+                self.finish(EXIT_FAILED, "the %s assigned no address to the dynamic receiver"
+                            % self.ASSIGNER)
+                return
+            self.log(self.REPLY_LOG % self.reply_to)
+        self.send_next()
+
+    def on_link_flow(self, event):
+        if event.link == self.sender:
+            self.send_next()
+
+    def send_next(self):
+        raise NotImplementedError

@@ -45,12 +45,6 @@ import _peerutil as pu
 PROG = "pybroker"
 
 
-def upper(body):
-    if isinstance(body, (str, bytes)):
-        return body.upper()
-    return None
-
-
 def jsonable(v):
     if isinstance(v, bytes):
         return v.decode("latin-1")
@@ -157,16 +151,13 @@ class Subscriber(pu.Peer):
             super().timed_out()
 
 
-class Server(pu.Peer):
+class Server(pu.RequestServer):
     def __init__(self, args):
         super().__init__(PROG, args, prefetch=0, auto_accept=False, auto_settle=False)
         self.conn = None
         self.receiver = None
         self.relay = None
         self.senders = {}
-        self.answered = 0
-        self.accepted = 0
-        self.bad = 0
 
     def start_links(self, container, conn):
         self.conn = conn
@@ -204,32 +195,19 @@ class Server(pu.Peer):
         dlv = event.delivery
         link = dlv.link
         if link == self.receiver:
-            if dlv.readable and not dlv.partial and not dlv.local_state:
-                self.request(dlv)
-            elif dlv.updated and dlv.settled and dlv.local_state:
-                dlv.settle()
+            pu.incoming(dlv, self.request)
             return
         if not link.is_sender or not dlv.updated or dlv.local_state:
             return
-        state = dlv.remote_state
-        if state == Delivery.ACCEPTED:
-            self.accepted += 1
-        elif state is not None or dlv.settled:
-            self.bad += 1
-            self.log("reply not accepted (state %s: %s)"
-                     % (state, pu.condition_text(dlv.remote.condition)))
-        else:
-            return
-        dlv.update(state or Delivery.ACCEPTED)
-        dlv.settle()
-        self.reply_done()
+        self.reply_outcome(dlv, lambda state: "reply not accepted (state %s: %s)"
+                           % (state, pu.condition_text(dlv.remote.condition)))
 
     def request(self, dlv):
         link = dlv.link
         msg = Message()
         msg.decode(link.recv(dlv.pending))
         link.advance()
-        body = upper(msg.body)
+        body = pu.upper_body(msg.body)
         if not msg.reply_to or body is None:
             self.bad += 1
             self.log("a request without reply-to or text" if body is not None
@@ -239,23 +217,13 @@ class Server(pu.Peer):
             dlv.settle()
             link.flow(1)
             return
-        cid = msg.correlation_id if msg.correlation_id is not None else msg.id
-        reply = Message(address=msg.reply_to, body=body, correlation_id=cid)
-        if isinstance(body, bytes):
-            reply.inferred = True
         sender = self.sender_for(msg.reply_to)
-        sent = sender.send(reply)
+        sent = sender.send(pu.reply_message(msg, body))
         self.answered += 1
         if self.args.settle == "at-most-once":
             sent.settle()
             self.reply_done()
-        if dlv.settled:
-            dlv.settle()
-        else:
-            dlv.update(Delivery.ACCEPTED)
-            if link.rcv_settle_mode != link.RCV_SECOND:
-                dlv.settle()
-        link.flow(1)
+        pu.accept_request(dlv)
 
     def reply_done(self):
         if self.args.count and self.answered >= self.args.count and \
@@ -263,18 +231,11 @@ class Server(pu.Peer):
                 and not self.finishing:
             self.container.schedule(0.2, pu.Call(self.finish_ok))
 
-    def finish_ok(self):
-        self.finish(pu.EXIT_FAILED if self.bad else pu.EXIT_OK,
-                    "%d requests failed" % self.bad if self.bad else None)
 
-    def timed_out(self):
-        if self.args.count == 0:
-            self.finish_ok()
-        else:
-            super().timed_out()
+class Management(pu.DynamicReplyClient):
+    ASSIGNER = "broker"
+    REPLY_LOG = "answers come to %s"
 
-
-class Management(pu.Peer):
     def __init__(self, args):
         super().__init__(PROG, args, prefetch=0, auto_accept=False, auto_settle=False)
         self.requests = []
@@ -296,21 +257,6 @@ class Management(pu.Peer):
         self.receiver = container.create_receiver(conn, None, dynamic=True,
                                                   options=pu.SettleOption(self.args.settle))
         self.receiver.flow(len(self.requests) or 1)
-
-    def on_link_opened(self, event):
-        link = event.link
-        self.vlog("attached %s" % pu.describe_link(link))
-        if link == self.receiver:
-            self.reply_to = link.remote_source.address
-            if not self.reply_to:
-                self.finish(pu.EXIT_FAILED, "the broker assigned no address to the dynamic receiver")
-                return
-            self.log("answers come to %s" % self.reply_to)
-        self.send_next()
-
-    def on_link_flow(self, event):
-        if event.link == self.sender:
-            self.send_next()
 
     def send_next(self):
         if self.finishing or not self.reply_to or self.sender is None or self.sender.credit <= 0:

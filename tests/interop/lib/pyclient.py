@@ -29,7 +29,7 @@ import _peerutil as pu
 PROG = "pyclient"
 
 
-class Client(pu.Peer):
+class Client(pu.DynamicReplyClient):
     def __init__(self, args):
         super().__init__(PROG, args, prefetch=0, auto_accept=False, auto_settle=False)
         self.texts = args.message
@@ -48,22 +48,7 @@ class Client(pu.Peer):
         self.receiver = container.create_receiver(conn, None, dynamic=True, options=opt)
         self.receiver.flow(len(self.texts))
 
-    def on_link_opened(self, event):
-        link = event.link
-        self.vlog("attached %s" % pu.describe_link(link))
-        if link == self.receiver:
-            self.reply_to = link.remote_source.address
-            if not self.reply_to:
-                self.finish(pu.EXIT_FAILED, "the peer assigned no address to the dynamic receiver")
-                return
-            self.log("replies come to %s" % self.reply_to)
-        self.send_some()
-
-    def on_link_flow(self, event):
-        if event.link == self.sender:
-            self.send_some()
-
-    def send_some(self):
+    def send_next(self):
         if self.finishing or not self.reply_to or self.sender is None:
             return
         while self.sent < len(self.texts) and self.sender.credit > 0:
@@ -82,10 +67,7 @@ class Client(pu.Peer):
         dlv = event.delivery
         link = dlv.link
         if link == self.receiver:
-            if dlv.readable and not dlv.partial and not dlv.local_state:
-                self.reply(dlv)
-            elif dlv.updated and dlv.settled and dlv.local_state:
-                dlv.settle()
+            pu.incoming(dlv, self.reply)
             return
         if link != self.sender or not dlv.updated or dlv.local_state:
             return
@@ -129,7 +111,7 @@ class Client(pu.Peer):
         if self.got == len(self.texts):
             self.finish(pu.EXIT_FAILED if self.bad else pu.EXIT_OK)
         else:
-            self.send_some()
+            self.send_next()
 
     def print_ready(self):
         while self.printed < len(self.texts) and self.replies[self.printed] is not None:

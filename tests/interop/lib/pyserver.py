@@ -37,22 +37,11 @@ import _peerutil as pu
 PROG = "pyserver"
 
 
-def upper(body):
-    if isinstance(body, str):
-        return body.upper()
-    if isinstance(body, bytes):
-        return body.upper()
-    return None
-
-
-class Server(pu.Peer):
+class Server(pu.RequestServer):
     def __init__(self, args):
         super().__init__(PROG, args, prefetch=0, auto_accept=False, auto_settle=False)
         self.senders = {}          # assigned address -> sending link
-        self.answered = 0
         self.done_replies = 0      # replies accepted (or written pre-settled)
-        self.accepted = 0
-        self.bad = 0
         self.out = sys.stdout
 
     def start_links(self, container, conn):
@@ -87,25 +76,12 @@ class Server(pu.Peer):
         dlv = event.delivery
         link = dlv.link
         if link.is_receiver:
-            if dlv.readable and not dlv.partial and not dlv.local_state:
-                self.request(dlv)
-            elif dlv.updated and dlv.settled and dlv.local_state:
-                dlv.settle()   # exactly-once: the client settled after our accept
+            pu.incoming(dlv, self.request)
             return
         # a reply's outcome
         if not dlv.updated or dlv.local_state:
             return
-        state = dlv.remote_state
-        if state == Delivery.ACCEPTED:
-            self.accepted += 1
-        elif state is not None or dlv.settled:
-            self.bad += 1
-            self.log("reply not accepted (state %s)" % state)
-        else:
-            return
-        dlv.update(state or Delivery.ACCEPTED)
-        dlv.settle()
-        self.reply_done()
+        self.reply_outcome(dlv, lambda state: "reply not accepted (state %s)" % state)
 
     def request(self, dlv):
         link = dlv.link
@@ -122,7 +98,7 @@ class Server(pu.Peer):
                 "settled": presettled}, sort_keys=True) + "\n")
             self.out.flush()
         sender = self.senders.get(msg.reply_to)
-        body = upper(msg.body)
+        body = pu.upper_body(msg.body)
         if sender is None or body is None:
             why = ("no link for reply-to %r" % msg.reply_to if sender is None
                    else "body is neither text nor data")
@@ -134,38 +110,18 @@ class Server(pu.Peer):
                 dlv.settle()
             link.flow(1)
             return
-        cid = msg.correlation_id if msg.correlation_id is not None else msg.id
-        reply = Message(address=msg.reply_to, body=body, correlation_id=cid)
-        if isinstance(body, bytes):
-            reply.inferred = True
-        sent = sender.send(reply)
+        sent = sender.send(pu.reply_message(msg, body))
         self.answered += 1
         if sender.snd_settle_mode == sender.SND_SETTLED:
             sent.settle()
             self.reply_done()
-        if not presettled:
-            dlv.update(Delivery.ACCEPTED)
-            if link.rcv_settle_mode != link.RCV_SECOND:
-                dlv.settle()
-        else:
-            dlv.settle()
-        link.flow(1)
+        pu.accept_request(dlv)
 
     def reply_done(self):
         self.done_replies += 1
         if self.args.count and self.done_replies >= self.args.count and not self.finishing:
             # Give pre-settled replies a moment to be written before closing.
             self.container.schedule(0.2, pu.Call(self.finish_ok))
-
-    def finish_ok(self):
-        self.finish(pu.EXIT_FAILED if self.bad else pu.EXIT_OK,
-                    "%d requests failed" % self.bad if self.bad else None)
-
-    def timed_out(self):
-        if self.args.count == 0:
-            self.finish_ok()
-        else:
-            super().timed_out()
 
 
 def main():
