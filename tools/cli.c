@@ -325,7 +325,8 @@ cli_container_opts(const cli_common_t *o, lep_container_opts_t *copt)
     }
 }
 
-static lep_container_t *signal_target;
+static void (*volatile signal_stop)(void *);
+static void *volatile signal_arg;
 static volatile sig_atomic_t signalled;
 
 static void
@@ -338,14 +339,29 @@ on_signal(int sig)
         return;
     }
     signalled = 1;
-    if (signal_target)
-        lep_container_stop(signal_target);
+    void (*stop)(void *) = signal_stop;
+    if (stop)
+        stop(signal_arg);
+}
+
+static void
+stop_container(void *c)
+{
+    lep_container_stop(c);
 }
 
 void
 cli_stop_on_signals(lep_container_t *c)
 {
-    signal_target = c;
+    cli_on_signals(stop_container, c);
+}
+
+void
+cli_on_signals(void (*stop)(void *), void *arg)
+{
+    signal_stop = NULL; /* a signal meanwhile finds nothing half set */
+    signal_arg = arg;
+    signal_stop = stop;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

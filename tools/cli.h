@@ -95,6 +95,9 @@ void cli_container_opts(const cli_common_t *o, lep_container_opts_t *copt);
  * after the container is made, before run. */
 void cli_stop_on_signals(lep_container_t *c);
 void cli_arm_timeout(lep_container_t *c, double seconds, volatile bool *timed_out);
+/* cli_stop_on_signals for anything else: the first signal calls
+ * stop(arg); cli_on_signals(NULL, NULL) once there is nothing to stop. */
+void cli_on_signals(void (*stop)(void *), void *arg);
 /* True once a signal asked to stop. */
 bool cli_interrupted(void);
 

@@ -6,10 +6,8 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define PROG "lepton-broker"
 
@@ -47,20 +45,10 @@ static const char usage_text[] =
     "directory locked, port in use...) or failed, 2 for bad usage or a bad\n"
     "configuration.\n";
 
-static lep_broker_t *running;
-
 static void
-on_signal(int sig)
+stop_broker(void *b)
 {
-    static volatile sig_atomic_t once;
-    if (once) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
-    once = 1;
-    if (running)
-        lep_broker_stop(running);
+    lep_broker_stop(b);
 }
 
 /* A value on the command line is wrong: one line, the --help hint, 2. */
@@ -181,16 +169,9 @@ main(int argc, char **argv)
         lep_broker_config_fini(&cfg);
         return 1;
     }
-    running = b;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cli_on_signals(stop_broker, b);
     rc = lep_broker_run(b);
-    running = NULL;
+    cli_on_signals(NULL, NULL);
     if (rc != 0)
         fprintf(stderr, PROG ": %s\n", lep_strerror(rc));
     lep_broker_free(b);

@@ -87,6 +87,29 @@ list_index(const char *s, const char *const *list)
     return -1;
 }
 
+/* The next space-separated word at *p: its start (NULL when none is
+ * left) and *len its length; *p moves past it. */
+static const char *
+next_word(const char **p, size_t *len)
+{
+    const char *s = *p;
+    while (*s == ' ')
+        s++;
+    if (!*s)
+        return NULL;
+    *len = strcspn(s, " ");
+    *p = s + *len;
+    return s;
+}
+
+/* allow_anonymous unless given: only when there is no users_file. */
+static void
+derive_allow_anonymous(lep_broker_config_t *c)
+{
+    if (!c->allow_anonymous_set)
+        c->allow_anonymous = c->users_file == NULL;
+}
+
 static void
 free_strv(char **v, size_t n)
 {
@@ -96,8 +119,9 @@ free_strv(char **v, size_t n)
 }
 
 static void
-free_queues(lep_queue_config_t *q, size_t n)
+free_queues(void *v, size_t n)
 {
+    lep_queue_config_t *q = v;
     for (size_t i = 0; i < n; i++) {
         lep_free(q[i].name);
         lep_free(q[i].policy.dead_letter_address);
@@ -106,8 +130,9 @@ free_queues(lep_queue_config_t *q, size_t n)
 }
 
 static void
-free_acl(lep_acl_rule_t *r, size_t n)
+free_acl(void *v, size_t n)
 {
+    lep_acl_rule_t *r = v;
     for (size_t i = 0; i < n; i++) {
         lep_free(r[i].user);
         lep_free(r[i].address);
@@ -479,6 +504,30 @@ type_error(ctx_t *x, const lepi_json_t *v, const char *key, const char *want)
     return at(x, v, "\"%s\" must be %s, not %s", key, want, a_type(v->type));
 }
 
+/* A string or a list of them: *items and *n walk either the same way. */
+static int
+string_or_list(ctx_t *x, const lepi_json_t *v, const char *key, const char *want,
+               const lepi_json_t **items, size_t *n)
+{
+    *items = v;
+    *n = 1;
+    if (v->type == LEPI_JSON_ARRAY) {
+        *items = v->u.arr.items;
+        *n = v->u.arr.n;
+    } else if (v->type != LEPI_JSON_STRING) {
+        return type_error(x, v, key, want);
+    }
+    return 0;
+}
+
+/* Member m is not a key of its object; known lists the keys that are. */
+static int
+unknown_key(ctx_t *x, const lepi_json_member_t *m, const char *key, const char *known)
+{
+    lepi_json_t where = {.line = m->line, .col = m->col};
+    return at(x, &where, "unknown key \"%s\"%s", key, known);
+}
+
 /* Whether member m's key is k.  Keys are compared with their length:
  * "threads\u0000x" is a key of its own (unknown), not "threads". */
 static bool
@@ -624,34 +673,26 @@ static int
 set_mechanisms(ctx_t *x, const lepi_json_t *v, const char *key, char **dst)
 {
     lep_buf_t b;
-    int rc = 0;
-    const lepi_json_t *items = v;
-    size_t n = 1;
-    if (v->type == LEPI_JSON_ARRAY) {
-        items = v->u.arr.items;
-        n = v->u.arr.n;
-    } else if (v->type != LEPI_JSON_STRING) {
-        return type_error(x, v, key, "a string or a list of strings");
-    }
+    const lepi_json_t *items;
+    size_t n;
+    int rc = string_or_list(x, v, key, "a string or a list of strings", &items, &n);
+    if (rc)
+        return rc;
     lep_buf_init(&b);
     for (size_t i = 0; i < n && rc == 0; i++) {
         const lepi_json_t *it = &items[i];
-        const char *s;
+        const char *s, *w;
+        size_t len;
         if ((rc = get_string(x, it, key, true, &s)) != 0)
             break;
         /* a string may hold several names, as Proton's sasl_allowed_mechs */
-        while (*s && rc == 0) {
-            size_t len = strcspn(s, " ");
-            if (len == 0) {
-                s++;
-                continue;
-            }
+        while (rc == 0 && (w = next_word(&s, &len)) != NULL) {
             char name[32];
             if (len >= sizeof name) {
-                rc = at(x, it, "\"%s\": unknown SASL mechanism \"%.*s\"", key, (int)len, s);
+                rc = at(x, it, "\"%s\": unknown SASL mechanism \"%.*s\"", key, (int)len, w);
                 break;
             }
-            memcpy(name, s, len);
+            memcpy(name, w, len);
             name[len] = '\0';
             if (list_index(name, mechanism_names) < 0) {
                 rc = at(x, it,
@@ -664,7 +705,6 @@ set_mechanisms(ctx_t *x, const lepi_json_t *v, const char *key, char **dst)
                 rc = lep_buf_append(&b, " ", 1);
             if (rc == 0)
                 rc = lep_buf_append(&b, name, len);
-            s += len;
         }
     }
     if (rc == 0 && b.len == 0)
@@ -693,20 +733,16 @@ check_hostport(ctx_t *x, const lepi_json_t *v, const char *key, const char *s)
 static int
 parse_listen(ctx_t *x, const lepi_json_t *v)
 {
-    const lepi_json_t *items = v;
-    size_t n = 1;
-    if (v->type == LEPI_JSON_ARRAY) {
-        items = v->u.arr.items;
-        n = v->u.arr.n;
-        if (n == 0)
-            return at(x, v, "\"listen\" must name at least one URL");
-    } else if (v->type != LEPI_JSON_STRING) {
-        return type_error(x, v, "listen", "a URL or a list of URLs");
-    }
+    const lepi_json_t *items;
+    size_t n;
+    int rc = string_or_list(x, v, "listen", "a URL or a list of URLs", &items, &n);
+    if (rc)
+        return rc;
+    if (n == 0)
+        return at(x, v, "\"listen\" must name at least one URL");
     char **list = lep_calloc(n, sizeof *list);
     if (!list)
         return LEP_ERR_NOMEM;
-    int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const char *s;
         char why[160];
@@ -755,8 +791,6 @@ policy_set(ctx_t *x, const struct pfield *f, const lepi_json_t *v, const char *k
     int rc;
     uint64_t n;
     if (v->type == LEPI_JSON_NULL) {
-        if (f->kind == P_DLA)
-            return set_dup(&p->dead_letter_address, base->dead_letter_address);
         switch (f->kind) {
         case P_COUNT:
         case P_SIZE:
@@ -768,10 +802,10 @@ policy_set(ctx_t *x, const struct pfield *f, const lepi_json_t *v, const char *k
         case P_OVERFLOW:
             p->overflow = base->overflow;
             break;
+        case P_DLA:
+            return set_dup(&p->dead_letter_address, base->dead_letter_address);
         case P_BOOL:
             p->durable = base->durable;
-            break;
-        default:
             break;
         }
         return 0;
@@ -827,10 +861,8 @@ parse_policy(ctx_t *x, const lepi_json_t *obj, const char *path, lep_queue_polic
             if (key_is(m, policy_fields[k].key))
                 f = &policy_fields[k];
         snprintf(key, sizeof key, "%s.%s", path, key_text(m, kt, sizeof kt));
-        if (!f) {
-            lepi_json_t where = {.line = m->line, .col = m->col};
-            return at(x, &where, "unknown key \"%s\"", key);
-        }
+        if (!f)
+            return unknown_key(x, m, key, "");
         int rc = policy_set(x, f, &m->value, key, p, base);
         if (rc)
             return rc;
@@ -838,73 +870,87 @@ parse_policy(ctx_t *x, const lepi_json_t *obj, const char *path, lep_queue_polic
     return 0;
 }
 
+/* Item i of a list, parsed into element i of arr (elements 0..i-1 are
+ * done); path ("queues[3]") names it in messages. */
+typedef int (*item_fn)(ctx_t *x, const lepi_json_t *it, const char *path, void *arr, size_t i);
+
+/* The list v under key: each item parsed by parse_item into a new array
+ * of elements of size bytes, *out (freed with free_items on failure). */
+static int
+parse_list(ctx_t *x, const lepi_json_t *v, const char *key, const char *want, size_t size,
+           item_fn parse_item, void (*free_items)(void *, size_t), void **out)
+{
+    if (v->type != LEPI_JSON_ARRAY)
+        return type_error(x, v, key, want);
+    size_t n = v->u.arr.n;
+    void *arr = n ? lep_calloc(n, size) : NULL;
+    if (n && !arr)
+        return LEP_ERR_NOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "%s[%zu]", key, i);
+        rc = parse_item(x, &v->u.arr.items[i], path, arr, i);
+    }
+    if (rc) {
+        free_items(arr, n);
+        return rc;
+    }
+    *out = arr;
+    return 0;
+}
+
+static int
+parse_queue(ctx_t *x, const lepi_json_t *it, const char *path, void *arr, size_t i)
+{
+    lep_queue_config_t *q = arr;
+    const lep_queue_policy_t *base = &x->c->queue_defaults;
+    if (it->type != LEPI_JSON_OBJECT)
+        return type_error(x, it, path, "an object");
+    const lepi_json_t *name = lepi_json_get(it, "name");
+    const char *s;
+    char key[48];
+    int rc;
+    snprintf(key, sizeof key, "%s.name", path);
+    if (!name || name->type == LEPI_JSON_NULL)
+        return at(x, it, "\"%s\" has no \"name\"", path);
+    if ((rc = get_string(x, name, key, false, &s)) != 0)
+        return rc;
+    for (size_t k = 0; k < i; k++)
+        if (strcmp(q[k].name, s) == 0)
+            return at(x, name, "queue \"%s\" is defined twice", s);
+    if (!(q[i].name = lepi_strdup(s)) || policy_copy(&q[i].policy, base) != 0)
+        return LEP_ERR_NOMEM;
+    return parse_policy(x, it, path, &q[i].policy, base, true);
+}
+
 static int
 parse_queues(ctx_t *x, const lepi_json_t *v)
 {
     lep_broker_config_t *c = x->c;
-    if (v->type != LEPI_JSON_ARRAY)
-        return type_error(x, v, "queues", "a list of objects");
-    size_t n = v->u.arr.n;
-    lep_queue_config_t *q = n ? lep_calloc(n, sizeof *q) : NULL;
-    if (n && !q)
-        return LEP_ERR_NOMEM;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        const lepi_json_t *it = &v->u.arr.items[i];
-        char path[32];
-        snprintf(path, sizeof path, "queues[%zu]", i);
-        if (it->type != LEPI_JSON_OBJECT) {
-            rc = type_error(x, it, path, "an object");
-            break;
-        }
-        const lepi_json_t *name = lepi_json_get(it, "name");
-        const char *s;
-        char key[48];
-        snprintf(key, sizeof key, "%s.name", path);
-        if (!name || name->type == LEPI_JSON_NULL) {
-            rc = at(x, it, "\"%s\" has no \"name\"", path);
-            break;
-        }
-        if ((rc = get_string(x, name, key, false, &s)) != 0)
-            break;
-        for (size_t k = 0; k < i && rc == 0; k++)
-            if (strcmp(q[k].name, s) == 0)
-                rc = at(x, name, "queue \"%s\" is defined twice", s);
-        if (rc)
-            break;
-        if (!(q[i].name = lepi_strdup(s)) ||
-            (rc = policy_copy(&q[i].policy, &c->queue_defaults)) != 0) {
-            rc = LEP_ERR_NOMEM;
-            break;
-        }
-        rc = parse_policy(x, it, path, &q[i].policy, &c->queue_defaults, true);
-    }
-    if (rc) {
-        free_queues(q, n);
+    void *q;
+    int rc = parse_list(x, v, "queues", "a list of objects", sizeof *c->queues, parse_queue,
+                        free_queues, &q);
+    if (rc)
         return rc;
-    }
     free_queues(c->queues, c->nqueues);
     c->queues = q;
-    c->nqueues = n;
+    c->nqueues = v->u.arr.n;
     return 0;
 }
 
 static int
 parse_rights(ctx_t *x, const lepi_json_t *v, const char *key, unsigned *out)
 {
-    const lepi_json_t *items = v;
-    size_t n = 1;
+    const lepi_json_t *items;
+    size_t n;
     unsigned bits = 0;
-    if (v->type == LEPI_JSON_ARRAY) {
-        items = v->u.arr.items;
-        n = v->u.arr.n;
-    } else if (v->type != LEPI_JSON_STRING) {
-        return type_error(x, v, key, "a right or a list of rights");
-    }
+    int rc = string_or_list(x, v, key, "a right or a list of rights", &items, &n);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < n; i++) {
         const char *s;
-        int rc = get_string(x, &items[i], key, true, &s);
-        if (rc)
+        if ((rc = get_string(x, &items[i], key, true, &s)) != 0)
             return rc;
         size_t k = 0;
         while (k < sizeof right_names / sizeof right_names[0] && strcmp(s, right_names[k].name))
@@ -930,8 +976,9 @@ pattern_problem(const char *p)
 }
 
 static int
-parse_rule(ctx_t *x, const lepi_json_t *it, const char *path, lep_acl_rule_t *r)
+parse_rule(ctx_t *x, const lepi_json_t *it, const char *path, void *arr, size_t idx)
 {
+    lep_acl_rule_t *r = (lep_acl_rule_t *)arr + idx;
     char key[64], kt[40];
     bool have_rights = false;
     if (it->type != LEPI_JSON_OBJECT)
@@ -954,8 +1001,7 @@ parse_rule(ctx_t *x, const lepi_json_t *it, const char *path, lep_acl_rule_t *r)
                 return rc;
             have_rights = true;
         } else {
-            lepi_json_t where = {.line = m->line, .col = m->col};
-            return at(x, &where, "unknown key \"%s\" (user, address, allow, deny)", key);
+            return unknown_key(x, m, key, " (user, address, allow, deny)");
         }
     }
     if (!r->user)
@@ -971,25 +1017,13 @@ static int
 parse_acl(ctx_t *x, const lepi_json_t *v)
 {
     lep_broker_config_t *c = x->c;
-    if (v->type != LEPI_JSON_ARRAY)
-        return type_error(x, v, "acl", "a list of rules");
-    size_t n = v->u.arr.n;
-    lep_acl_rule_t *r = n ? lep_calloc(n, sizeof *r) : NULL;
-    if (n && !r)
-        return LEP_ERR_NOMEM;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        char path[32];
-        snprintf(path, sizeof path, "acl[%zu]", i);
-        rc = parse_rule(x, &v->u.arr.items[i], path, &r[i]);
-    }
-    if (rc) {
-        free_acl(r, n);
+    void *r;
+    int rc = parse_list(x, v, "acl", "a list of rules", sizeof *c->acl, parse_rule, free_acl, &r);
+    if (rc)
         return rc;
-    }
     free_acl(c->acl, c->nacl);
     c->acl = r;
-    c->nacl = n;
+    c->nacl = v->u.arr.n;
     return 0;
 }
 
@@ -1079,11 +1113,9 @@ apply(ctx_t *x, const lepi_json_t *root)
             for (size_t k = 0; k < NFIELDS && !f; k++)
                 if (key_is(m, fields[k].key))
                     f = &fields[k];
-            if (!f) {
-                char kt[400];
-                lepi_json_t where = {.line = m->line, .col = m->col};
-                return at(x, &where, "unknown key \"%s\"", key_text(m, kt, sizeof kt));
-            }
+            char kt[400];
+            if (!f)
+                return unknown_key(x, m, key_text(m, kt, sizeof kt), "");
             if ((f->kind == K_QUEUES) != (pass == 1))
                 continue;
             int rc = parse_field(x, f, &m->value);
@@ -1091,8 +1123,7 @@ apply(ctx_t *x, const lepi_json_t *root)
                 return rc;
         }
     }
-    if (!x->c->allow_anonymous_set)
-        x->c->allow_anonymous = x->c->users_file == NULL;
+    derive_allow_anonymous(x->c);
     return 0;
 }
 
@@ -1178,15 +1209,10 @@ lep_broker_config_load(lep_broker_config_t *c, const char *path)
 static bool
 has_word(const char *list, const char *word)
 {
-    size_t n = strlen(word);
-    for (const char *p = list; p && *p;) {
-        size_t len = strcspn(p, " ");
-        if (len == n && memcmp(p, word, n) == 0)
+    size_t n = strlen(word), len;
+    for (const char *p = list, *w; p && (w = next_word(&p, &len)) != NULL;)
+        if (len == n && memcmp(w, word, n) == 0)
             return true;
-        p += len;
-        while (*p == ' ')
-            p++;
-    }
     return false;
 }
 
@@ -1194,6 +1220,13 @@ static bool
 starts_with(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Dead letters go to a queue: a dead-letter address must not be a topic. */
+static bool
+is_topic_dla(const lep_broker_config_t *c, const char *dla)
+{
+    return dla && *dla && starts_with(dla, c->topic_prefix);
 }
 
 static int
@@ -1303,22 +1336,17 @@ check_sasl(lep_broker_config_t *c)
     const char *m = c->sasl_mechanisms;
     if (m) {
         bool any = false;
-        for (const char *p = m; *p;) {
-            size_t len = strcspn(p, " ");
+        size_t len;
+        for (const char *p = m, *w; (w = next_word(&p, &len)) != NULL;) {
             char name[32];
-            if (len) {
-                if (len >= sizeof name)
-                    len = sizeof name - 1;
-                memcpy(name, p, len);
-                name[len] = '\0';
-                if (list_index(name, mechanism_names) < 0)
-                    return fail(c, LEP_ERR_INVALID, "sasl_mechanisms: unknown mechanism \"%s\"",
-                                name);
-                any = true;
-            }
-            p += strcspn(p, " ");
-            while (*p == ' ')
-                p++;
+            if (len >= sizeof name)
+                len = sizeof name - 1;
+            memcpy(name, w, len);
+            name[len] = '\0';
+            if (list_index(name, mechanism_names) < 0)
+                return fail(c, LEP_ERR_INVALID, "sasl_mechanisms: unknown mechanism \"%s\"",
+                            name);
+            any = true;
         }
         if (!any)
             return fail(c, LEP_ERR_INVALID, "sasl_mechanisms names no mechanism");
@@ -1363,7 +1391,7 @@ check_policy(lep_broker_config_t *c, const char *what, const lep_queue_policy_t 
     if ((unsigned)p->overflow > LEP_OVERFLOW_DROP_HEAD)
         return fail(c, LEP_ERR_INVALID, "%s: bad overflow %d", what, (int)p->overflow);
     const char *dla = p->dead_letter_address;
-    if (dla && *dla && starts_with(dla, c->topic_prefix))
+    if (is_topic_dla(c, dla))
         return fail(c, LEP_ERR_INVALID,
                     "%s: dead_letter_address \"%s\" is a topic (prefix \"%s\"); dead letters go "
                     "to a queue",
@@ -1386,7 +1414,7 @@ check_addresses(lep_broker_config_t *c)
                     "both",
                     c->queue_prefix, c->topic_prefix);
     const char *dla = c->dead_letter_address;
-    if (dla && *dla && starts_with(dla, c->topic_prefix))
+    if (is_topic_dla(c, dla))
         return fail(c, LEP_ERR_INVALID,
                     "dead_letter_address \"%s\" is a topic (prefix \"%s\"); dead letters go to a "
                     "queue",
@@ -1494,8 +1522,7 @@ lep_broker_config_check(lep_broker_config_t *c)
     int rc;
     size_t n_amqps;
     c->error[0] = '\0';
-    if (!c->allow_anonymous_set)
-        c->allow_anonymous = c->users_file == NULL;
+    derive_allow_anonymous(c);
     if (c->max_connections == 0)
         c->max_connections = DEFAULT_MAX_CONNECTIONS;
     if (c->max_frame_size == 0)

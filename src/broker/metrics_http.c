@@ -555,37 +555,39 @@ sample_start(lep_buf_t *out, const char *name, const char *const *labels)
     return lep_buf_append(out, "} ", 2);
 }
 
-int
-lepi_prom_sample(lep_buf_t *out, const char *name, const char *const *labels, double value)
+/* A sample line with its value already in text; nothing of it on failure. */
+static int
+sample_line(lep_buf_t *out, const char *name, const char *const *labels, const char *num)
 {
     size_t mark = out->len;
     int rc = sample_start(out, name, labels);
-    if (rc == 0) {
-        char num[40];
-        if (isnan(value))
-            snprintf(num, sizeof num, "NaN");
-        else if (isinf(value))
-            snprintf(num, sizeof num, "%cInf", value > 0 ? '+' : '-');
-        else {
-            snprintf(num, sizeof num, "%.15g", value);
-            if (strtod(num, NULL) != value)
-                snprintf(num, sizeof num, "%.17g", value);
-        }
+    if (rc == 0)
         rc = lep_buf_printf(out, "%s\n", num);
-    }
     if (rc)
         out->len = mark;
     return rc;
 }
 
 int
+lepi_prom_sample(lep_buf_t *out, const char *name, const char *const *labels, double value)
+{
+    char num[40];
+    if (isnan(value))
+        snprintf(num, sizeof num, "NaN");
+    else if (isinf(value))
+        snprintf(num, sizeof num, "%cInf", value > 0 ? '+' : '-');
+    else {
+        snprintf(num, sizeof num, "%.15g", value);
+        if (strtod(num, NULL) != value)
+            snprintf(num, sizeof num, "%.17g", value);
+    }
+    return sample_line(out, name, labels, num);
+}
+
+int
 lepi_prom_sample_u64(lep_buf_t *out, const char *name, const char *const *labels, uint64_t value)
 {
-    size_t mark = out->len;
-    int rc = sample_start(out, name, labels);
-    if (rc == 0)
-        rc = lep_buf_printf(out, "%llu\n", (unsigned long long)value);
-    if (rc)
-        out->len = mark;
-    return rc;
+    char num[24];
+    snprintf(num, sizeof num, "%llu", (unsigned long long)value);
+    return sample_line(out, name, labels, num);
 }
